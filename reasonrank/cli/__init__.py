@@ -1,0 +1,1 @@
+"""The ``reasonrank`` command line."""

@@ -1,0 +1,38 @@
+"""The shared reranker core: prompts, parsing, window schedules, backends. Imports no framework."""
+
+from reasonrank.core.backends import Backend, make_backend
+from reasonrank.core.parsing import ParsedAnswer, parse_ranking, parse_response
+from reasonrank.core.prompts import PromptMode, build_messages, prepare_passage
+from reasonrank.core.reranker import Reranker, default_sampling
+from reasonrank.core.types import (
+    BackendError,
+    ChatRequest,
+    Completion,
+    RerankResult,
+    SamplingParams,
+    WindowTrace,
+)
+from reasonrank.core.windows import SlidingWindow, Strategy, Tournament, sliding_windows
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ChatRequest",
+    "Completion",
+    "ParsedAnswer",
+    "PromptMode",
+    "RerankResult",
+    "Reranker",
+    "SamplingParams",
+    "SlidingWindow",
+    "Strategy",
+    "Tournament",
+    "WindowTrace",
+    "build_messages",
+    "default_sampling",
+    "make_backend",
+    "parse_ranking",
+    "parse_response",
+    "prepare_passage",
+    "sliding_windows",
+]

@@ -1,0 +1,64 @@
+"""The interface every backend implements."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from reasonrank.core.types import ChatRequest, Completion
+
+__all__ = ["Backend", "word_truncate"]
+
+
+def word_truncate(text: str, max_words: int) -> str:
+    """Keep the first ``max_words`` whitespace-separated words (used when no tokenizer is available)."""
+    words = text.split()
+    return text if len(words) <= max_words else " ".join(words[:max_words])
+
+
+class Backend(ABC):
+    """Generates window outputs for batches of chat requests.
+
+    ``generate`` returns one :class:`Completion` per request, in order. A request that fails after the
+    backend's own retries comes back with ``error`` set rather than raising, so one bad window does not
+    lose the others; the reranker then applies its ``on_error`` policy. Failures that affect every
+    request (a model that cannot load) raise.
+    """
+
+    #: a short label for traces and errors, e.g. "openai:liuwenhan/reasonrank-7B"
+    name: str = "backend"
+
+    @abstractmethod
+    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]: ...
+
+    async def agenerate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Async generation. Local backends compute in a worker thread; HTTP backends override this."""
+        return await asyncio.to_thread(self.generate, requests)
+
+    def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        """Keep the first ``max_tokens`` tokens of each text, by the model's own tokenizer where possible.
+
+        The default approximates tokens with words (about 0.75 words per token).
+        """
+        max_words = max(1, int(max_tokens * 0.75))
+        return [word_truncate(t, max_words) for t in texts]
+
+    async def atruncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
+        return self.truncate(texts, max_tokens)
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in ``text`` by the model's tokenizer, or None when unknown."""
+        return None
+
+    def close(self) -> None:
+        """Release resources (connections, engines)."""
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

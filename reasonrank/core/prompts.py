@@ -1,0 +1,204 @@
+"""The ReasonRank prompt, byte-faithful to the published model's training prompt.
+
+Strings come from the authors' ``listwise_prompt_r1.toml`` and ``utils.add_prefix_prompt`` /
+``add_post_prompt``; the published weights underperform if a single character differs.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+import ftfy
+
+__all__ = [
+    "PromptMode",
+    "SYSTEM_PROMPT",
+    "SYSTEM_PROMPT_REASONING",
+    "ANSWER_PATTERN",
+    "build_messages",
+    "normalize_query",
+    "passage_text",
+    "clean_passage",
+    "finish_passage",
+    "prepare_passage",
+    "render_prompt",
+    "prefix_prompt",
+    "suffix_prompt",
+]
+
+
+class PromptMode(str, Enum):
+    """Prompt construction; the authors' ``--prompt_mode`` value is in the comment."""
+
+    REASONING = "reasoning"  # rank_GPT_reasoning: reasonrank-7B / reasonrank-32B
+    QWEN3 = "qwen3"  # rank_GPT_qwen3: reasonrank-8B (Qwen3, thinking on)
+    DIRECT = "direct"  # rank_GPT: non-reasoning RankGPT-style listwise ranking
+
+    @classmethod
+    def parse(cls, value: "PromptMode | str") -> "PromptMode":
+        if isinstance(value, PromptMode):
+            return value
+        aliases = {
+            "rank_gpt_reasoning": cls.REASONING,
+            "rank_gpt_qwen3": cls.QWEN3,
+            "rank_gpt": cls.DIRECT,
+        }
+        key = str(value).strip().lower()
+        if key in aliases:
+            return aliases[key]
+        try:
+            return cls(key)
+        except ValueError:
+            choices = ", ".join(m.value for m in cls)
+            raise ValueError(f"unknown prompt_mode {value!r}; choose one of: {choices}") from None
+
+    @property
+    def reasons(self) -> bool:
+        """Whether the model writes a reasoning chain before its answer."""
+        return self is not PromptMode.DIRECT
+
+
+SYSTEM_PROMPT = (
+    "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the query."
+)
+# "you first thinks" is a grammar slip of the original, kept on purpose.
+SYSTEM_PROMPT_REASONING = (
+    "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the query. "
+    "Given a query and a passage list, you first thinks about the reasoning process in the mind and then "
+    "provides the answer (i.e., the reranked passage list). The reasoning process and answer are enclosed "
+    "within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
+    "here </think> <answer> answer here </answer>."
+)
+# The format regex of the toml (a literal string, so the backslash is kept).
+ANSWER_PATTERN = r"<think>.*?</think>\s*<answer>(.*?)</answer>"
+
+_PREFIX = (
+    "I will provide you with {num} passages, each indicated by a numerical identifier []. "
+    "Rank the passages based on their relevance to the search query: {query}.\n"
+)
+_SUFFIX_HEAD = (
+    "Search Query: {query}.\nRank the {num} passages above based on their relevance to the search query. "
+    "All the passages should be included and listed using identifiers, in descending order of relevance. "
+)
+_SUFFIX_TAIL = {
+    PromptMode.REASONING: "The format of the answer should be [] > [], e.g., [2] > [1].",
+    PromptMode.QWEN3: (
+        "The final ranked list should be enclosed within <answer> </answer> tags, i.e., <answer> ranked list "
+        "here </answer>. The format of ranked list should be [] > [], e.g., [2] > [1]. Only respond with the "
+        "ranking results, do not say any word or explain."
+    ),
+    PromptMode.DIRECT: (
+        "The output format should be [] > [], e.g., [2] > [1]. Only respond with the ranking results, do not "
+        "say any word or explain."
+    ),
+}
+
+_BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
+# Field priority of the authors' ``convert_doc_to_prompt_content``.
+_TEXT_FIELDS = ("text", "segment", "contents", "content", "body", "passage")
+
+
+def system_prompt(mode: PromptMode | str) -> str:
+    return SYSTEM_PROMPT_REASONING if PromptMode.parse(mode) is PromptMode.REASONING else SYSTEM_PROMPT
+
+
+def prefix_prompt(query: str, num: int) -> str:
+    """The user message's opening line (ends with a newline)."""
+    return _PREFIX.format(num=num, query=query)
+
+
+def suffix_prompt(query: str, num: int, mode: PromptMode | str = PromptMode.REASONING) -> str:
+    """The user message's closing instruction (no trailing newline)."""
+    return _SUFFIX_HEAD.format(query=query, num=num) + _SUFFIX_TAIL[PromptMode.parse(mode)]
+
+
+def normalize_query(query: str) -> str:
+    """``[12]`` -> ``(12)`` so the query cannot be confused with an identifier, then strip."""
+    return _BRACKETED_NUMBER.sub(r"(\1)", query).strip()
+
+
+def passage_text(passage: str | Mapping[str, Any]) -> str:
+    """The raw text of a passage: a string, or a dict with a text field and an optional title."""
+    if isinstance(passage, str):
+        return passage
+    if not isinstance(passage, Mapping):
+        raise TypeError(f"a passage must be a str or a dict with a 'text' field, got {type(passage).__name__}")
+    text = None
+    for field in _TEXT_FIELDS:
+        value = passage.get(field)
+        if value is not None:
+            text = value
+            break
+    if text is None:
+        raise ValueError(
+            f"passage dict has no text field (expected one of {', '.join(_TEXT_FIELDS)}); keys: {sorted(passage)}"
+        )
+    if not isinstance(text, str):
+        raise TypeError(f"passage text must be a str, got {type(text).__name__}")
+    title = passage.get("title")
+    if title:
+        return f"Title: {title} Content: {text}"
+    return text
+
+
+def clean_passage(passage: str | Mapping[str, Any]) -> str:
+    """Steps before truncation: text (with title), strip, ftfy."""
+    return ftfy.fix_text(passage_text(passage).strip())
+
+
+def finish_passage(content: str) -> str:
+    """Step after truncation: ``[n]`` -> ``(n)`` so passage text cannot pose as an identifier."""
+    return _BRACKETED_NUMBER.sub(r"(\1)", content)
+
+
+def prepare_passage(
+    passage: str | Mapping[str, Any],
+    truncate: Callable[[str], str] | None = None,
+) -> str:
+    """Prompt content for one passage, in the authors' order: title, strip, ftfy, truncate, ``[n]``->``(n)``.
+
+    ``truncate`` keeps the first ``max_passage_tokens`` tokens (a backend's ``truncate``).
+    """
+    content = clean_passage(passage)
+    if truncate is not None:
+        content = truncate(content)
+    return finish_passage(content)
+
+
+def _fix_message(content: str) -> str:
+    # The authors run ftfy over the whole rendered chat prompt. That prompt contains '<' (chat markup),
+    # which turns off HTML unescaping, so the per-message equivalent is unescape_html=False.
+    return ftfy.fix_text(content, unescape_html=False)
+
+
+def build_messages(
+    query: str,
+    passages: Sequence[str],
+    mode: PromptMode | str = PromptMode.REASONING,
+) -> list[dict[str, str]]:
+    """Chat messages (system, user) asking the model to rank one window.
+
+    ``passages`` are prompt contents already prepared with :func:`prepare_passage` (normalized and
+    truncated), in the window's current order; they are numbered ``[1]..[num]`` inside the window.
+    """
+    mode = PromptMode.parse(mode)
+    query = normalize_query(query)
+    num = len(passages)
+    # The prefix ends with "\n"; one more "\n" leaves the blank line the model was trained with.
+    parts = [prefix_prompt(query, num), "\n"]
+    for rank, content in enumerate(passages, start=1):
+        parts.append(f"[{rank}] {content}\n")
+    parts.append(suffix_prompt(query, num, mode))
+    return [
+        {"role": "system", "content": _fix_message(system_prompt(mode))},
+        {"role": "user", "content": _fix_message("".join(parts))},
+    ]
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, str]], **template_kwargs: Any) -> str:
+    """Render with the model's chat template and run ftfy over the whole string, as the authors do."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kwargs)
+    return ftfy.fix_text(text)

@@ -1,0 +1,1 @@
+"""Framework adapters. Each submodule imports its framework; import the one you use."""

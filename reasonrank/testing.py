@@ -3,7 +3,8 @@
 - :class:`RankingServer`: a real OpenAI-compatible HTTP server on 127.0.0.1 that reads the ReasonRank
   prompt, ranks the window by word overlap with the query (or any function you give it) and answers in
   the model's format. It can inject faults (HTTP errors, delays, dropped connections, malformed JSON,
-  malformed answers) and offers vLLM's ``/tokenize`` and ``/detokenize`` (whitespace tokens).
+  malformed answers) and offers vLLM's ``/tokenize`` and ``/detokenize`` (whitespace words <-> ids of a
+  vocabulary that grows as words are seen). ``max_in_flight`` reports the most concurrent chat requests.
 - :class:`FunctionBackend`: the same idea in-process, as a :class:`~reasonrank.core.backends.Backend`.
 
 Neither is a model: they exercise every part of the pipeline except the language model itself.
@@ -98,7 +99,8 @@ class Fault:
 
     kind: "status" (HTTP ``status`` with an error body), "delay" (sleep ``seconds`` then answer),
     "drop" (close the connection without a response), "malformed_json" (200 with a broken body),
-    "text" (200 with ``text`` as the model output), "no_choices" (200 with an empty choices list).
+    "text" (200 with ``text`` as the model output), "no_choices" (200 with an empty choices list),
+    "no_content" (200 whose message has no content).
     """
 
     kind: str
@@ -113,6 +115,11 @@ class RankingServer:
 
     Use as a context manager; ``base_url`` ends in ``/v1``. ``faults`` is a queue of :class:`Fault`
     applied to the next chat requests in order. ``requests`` records the JSON bodies received.
+
+    ``latency`` delays every chat answer (to overlap requests); ``reasoning_field`` (e.g.
+    ``"reasoning_content"``) answers as a vLLM/SGLang server with a reasoning parser: the reasoning in
+    that field, only the ``<answer>`` part in ``content``. ``tokenize=True`` serves ``/tokenize`` and
+    ``/detokenize`` with vLLM's request and response shapes.
     """
 
     def __init__(
@@ -123,12 +130,20 @@ class RankingServer:
         api_key: str | None = None,
         tokenize: bool = False,
         reasoning: str = "Comparing each passage with the query.",
+        latency: float = 0.0,
+        reasoning_field: str | None = None,
     ) -> None:
         self.rank = rank
         self.model = model
         self.api_key = api_key
         self.tokenize = tokenize
         self.reasoning = reasoning
+        self.latency = latency
+        self.reasoning_field = reasoning_field
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._vocab: dict[str, int] = {}
+        self._words: list[str] = []
         self.faults: deque[Fault] = deque()
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -140,7 +155,9 @@ class RankingServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="RankingServer", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="RankingServer", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -177,7 +194,42 @@ class RankingServer:
     def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         query, passages = parse_window_prompt(body["messages"])
         text = format_answer(self.rank(query, passages), self.reasoning)
+        if self.reasoning_field:
+            reasoning, _, answer = text.partition("</think>")
+            payload = self._completion(body, answer.strip())
+            payload["choices"][0]["message"][self.reasoning_field] = reasoning.removeprefix("<think>")
+            return payload
         return self._completion(body, text)
+
+    # -------------------------------------------------------------- vLLM's /tokenize and /detokenize
+    def tokenize_text(self, text: str) -> list[int]:
+        """Whitespace words -> ids (new words get the next id)."""
+        with self._lock:
+            ids = []
+            for word in text.split():
+                if word not in self._vocab:
+                    self._vocab[word] = len(self._words)
+                    self._words.append(word)
+                ids.append(self._vocab[word])
+            return ids
+
+    def detokenize_ids(self, ids: Sequence[int]) -> str:
+        """Ids -> words joined by single spaces; an unknown id raises ``IndexError``."""
+        with self._lock:
+            if any(not isinstance(i, int) or not 0 <= i < len(self._words) for i in ids):
+                raise IndexError("token id out of vocabulary")
+            return " ".join(self._words[i] for i in ids)
+
+    def _track(self, delta: int) -> None:
+        with self._lock:
+            self.in_flight += delta
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def reset_stats(self) -> None:
+        """Forget the recorded requests and the in-flight maximum."""
+        with self._lock:
+            self.requests.clear()
+            self.max_in_flight = self.in_flight
 
     def _completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
         prompt_tokens = sum(len(m["content"].split()) for m in body.get("messages", []))
@@ -245,15 +297,28 @@ class RankingServer:
                         self._send(404, {"detail": "Not Found"})
                     elif path == "/tokenize":
                         words = body.get("prompt", "").split()
-                        self._send(200, {"tokens": list(range(len(words))), "count": len(words), "words": words})
+                        tokens = outer.tokenize_text(body.get("prompt", ""))
+                        self._send(
+                            200, {"tokens": tokens, "count": len(tokens), "max_model_len": 32768, "words": words}
+                        )
                     else:
-                        self._send(400, {"detail": "detokenize is not supported by the test server"})
+                        try:
+                            self._send(200, {"prompt": outer.detokenize_ids(body.get("tokens") or [])})
+                        except IndexError as err:
+                            self._send(400, {"detail": str(err)})
                     return
                 if path != "/v1/chat/completions":
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 if not self._authorized():
                     return
+                outer._track(+1)
+                try:
+                    self._chat(body)
+                finally:
+                    outer._track(-1)
+
+            def _chat(self, body: dict[str, Any]) -> None:
                 fault = outer._next_fault()
                 if fault is not None:
                     if fault.kind == "status":
@@ -269,11 +334,18 @@ class RankingServer:
                     if fault.kind == "no_choices":
                         self._send(200, {"id": "x", "choices": []})
                         return
+                    if fault.kind == "no_content":
+                        payload = outer._completion(body, "")
+                        del payload["choices"][0]["message"]["content"]
+                        self._send(200, payload)
+                        return
                     if fault.kind == "text":
                         self._send(200, outer._completion(body, fault.text))
                         return
                     if fault.kind == "delay":
                         time.sleep(fault.seconds)
+                if outer.latency:
+                    time.sleep(outer.latency)
                 try:
                     payload = outer.complete(body)
                 except Exception as err:  # a bug in a test's rank function: report it, don't hang

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from enum import Enum
-from typing import Any
+from functools import lru_cache
+from typing import Any, Literal
 
 import ftfy
 
@@ -25,6 +26,7 @@ __all__ = [
     "finish_passage",
     "prepare_passage",
     "render_prompt",
+    "fix_text",
     "prefix_prompt",
     "suffix_prompt",
 ]
@@ -101,6 +103,48 @@ _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
 _TEXT_FIELDS = ("text", "segment", "contents", "content", "body", "passage")
 
 
+# The only ASCII characters ftfy changes: C0 controls other than \t \n \f, DEL, \r (line breaks), and '&'
+# (HTML entities) when unescaping is on. Checked against ftfy 6.3 for every ASCII character.
+_FTFY_TOUCHES_ASCII = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\r]")
+_MAX_SEGMENT = ftfy.TextFixerConfig().max_decode_length
+
+
+def _untouched(segment: str, unescape_html: bool | str) -> bool:
+    return (
+        segment.isascii()
+        and not _FTFY_TOUCHES_ASCII.search(segment)
+        and (unescape_html is False or "&" not in segment)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _fix_segment(segment: str, unescape_html: bool | str) -> str:
+    return ftfy.fix_text(segment, unescape_html=unescape_html)
+
+
+def fix_text(text: str, unescape_html: bool | Literal["auto"] = "auto") -> str:
+    """Exactly ``ftfy.fix_text(text, unescape_html=...)``, faster.
+
+    ftfy fixes a text line by line (segments ending in ``\n``; with ``"auto"``, HTML unescaping stops
+    for good at the first segment containing ``<``). This runs the same loop but returns ASCII lines
+    that ftfy cannot change as they are, and caches the fix of the other lines (a passage is shown in
+    about two windows). Prompts stay byte-identical; ftfy costs ~0.5 ms per KB of non-ASCII text.
+    """
+    if _untouched(text, unescape_html):
+        return text
+    out = []
+    pos = 0
+    while pos < len(text):
+        end = text.find("\n", pos) + 1 or len(text)
+        end = min(end, pos + _MAX_SEGMENT)
+        segment = text[pos:end]
+        if unescape_html == "auto" and "<" in segment:
+            unescape_html = False
+        out.append(segment if _untouched(segment, unescape_html) else _fix_segment(segment, unescape_html))
+        pos = end
+    return "".join(out)
+
+
 def system_prompt(mode: PromptMode | str) -> str:
     return SYSTEM_PROMPT_REASONING if PromptMode.parse(mode) is PromptMode.REASONING else SYSTEM_PROMPT
 
@@ -146,7 +190,7 @@ def passage_text(passage: str | Mapping[str, Any]) -> str:
 
 def clean_passage(passage: str | Mapping[str, Any]) -> str:
     """Steps before truncation: text (with title), strip, ftfy."""
-    return ftfy.fix_text(passage_text(passage).strip())
+    return fix_text(passage_text(passage).strip())
 
 
 def finish_passage(content: str) -> str:
@@ -171,7 +215,7 @@ def prepare_passage(
 def _fix_message(content: str) -> str:
     # The authors run ftfy over the whole rendered chat prompt. That prompt contains '<' (chat markup),
     # which turns off HTML unescaping, so the per-message equivalent is unescape_html=False.
-    return ftfy.fix_text(content, unescape_html=False)
+    return fix_text(content, unescape_html=False)
 
 
 def build_messages(
@@ -201,4 +245,4 @@ def build_messages(
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]], **template_kwargs: Any) -> str:
     """Render with the model's chat template and run ftfy over the whole string, as the authors do."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kwargs)
-    return ftfy.fix_text(text)
+    return fix_text(text)

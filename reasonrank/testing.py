@@ -37,7 +37,6 @@ __all__ = [
 RankFn = Callable[[str, list[str]], list[int]]
 
 _QUERY = re.compile(r"relevance to the search query: (.*?)\.\n", re.DOTALL)
-_PASSAGE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
 _WORD = re.compile(r"\w+")
 
 
@@ -48,7 +47,15 @@ def parse_window_prompt(messages: Sequence[dict[str, str]]) -> tuple[str, list[s
     query = match.group(1) if match else ""
     body = user.split("\n\n", 1)[1] if "\n\n" in user else user
     body = body.rsplit("Search Query:", 1)[0]
-    passages = [m.group(2) for m in _PASSAGE.finditer(body)]
+    # Passages may span lines: cut at the next marker in sequence ("\n[2] ", "\n[3] ", ...).
+    passages: list[str] = []
+    start = body.find("[1] ")
+    while start != -1:
+        k = len(passages) + 1
+        begin = start + len(f"[{k}] ")
+        nxt = body.find(f"\n[{k + 1}] ", begin)
+        passages.append(body[begin : nxt if nxt != -1 else len(body)].rstrip("\n"))
+        start = nxt + 1 if nxt != -1 else -1
     return query, passages
 
 

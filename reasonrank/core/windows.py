@@ -18,11 +18,15 @@ def sliding_windows(n: int, window_size: int = 20, step: int = 10) -> list[tuple
 
     100 candidates, window 20, step 10 -> [80,100), [70,90), ..., [0,20) (9 windows); 57 -> [37,57),
     [27,47), [17,37), [7,27), [0,17). The clamp of ``start`` at 0 is what ends the loop, as in the original.
+
+    Deliberate fix: the authors' guard ``start + step != rank_start`` also holds before the first
+    window when ``n == window_size - step`` (10 candidates with 20/10), so their loop ranks nothing
+    and returns the list unchanged. Here the first window is always ranked: 10 -> [0,10).
     """
     _check(window_size, step)
     rank_start, end, start = 0, n, n - window_size
     windows: list[tuple[int, int]] = []
-    while end > rank_start and start + step != rank_start:
+    while end > rank_start and (not windows or start + step != rank_start):
         start = max(start, rank_start)
         windows.append((start, end))
         end -= step

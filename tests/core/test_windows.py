@@ -21,6 +21,15 @@ def test_short_lists_follow_the_recipe():
     assert sliding_windows(0, 20, 10) == []
 
 
+def test_window_minus_step_candidates_are_ranked_unlike_the_original():
+    # The authors' guard stops before the first window when n == window_size - step (10 with 20/10).
+    assert sliding_windows(10, 20, 10) == [(0, 10)]
+    assert sliding_windows(3, 5, 2) == [(0, 3)]
+    for n in range(2, 60):
+        covered = {i for start, end in sliding_windows(n, 20, 10) for i in range(start, end)}
+        assert covered == set(range(n)), n
+
+
 @pytest.mark.parametrize(("window_size", "step"), [(1, 1), (20, 0), (20, 20), (20, 25), (10, -1)])
 def test_bad_window_settings_are_rejected(window_size, step):
     with pytest.raises(ValueError, match="window_size|step"):

@@ -178,6 +178,7 @@ class OpenAIBackend(Backend):
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._tokenizer: Any = None
         self._resolved_truncation: str | None = None if truncation == "auto" else truncation
+        self._probe_lock = threading.Lock()
 
     # ------------------------------------------------------------------ naming and clients
     @property
@@ -369,15 +370,18 @@ class OpenAIBackend(Backend):
 
     def _truncation_mode(self) -> str:
         if self._resolved_truncation is None:
-            if self.tokenizer_name:
-                self._resolved_truncation = "tokenizer"
-            else:
-                try:
-                    self._tokenize("probe")
-                    mode = "server"
-                except BackendError as err:
-                    mode = self._probe_failed(err)
-                self._resolved_truncation = mode
+            with self._probe_lock:  # threads sharing this backend probe the server once
+                if self._resolved_truncation is not None:
+                    return self._resolved_truncation
+                if self.tokenizer_name:
+                    self._resolved_truncation = "tokenizer"
+                else:
+                    try:
+                        self._tokenize("probe")
+                        mode = "server"
+                    except BackendError as err:
+                        mode = self._probe_failed(err)
+                    self._resolved_truncation = mode
         return self._resolved_truncation
 
     async def _atruncation_mode(self) -> str:

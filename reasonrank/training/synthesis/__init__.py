@@ -1,0 +1,63 @@
+"""Training-data synthesis (paper section 3): reasoning-intensive listwise labels from a teacher LLM.
+
+Queries and a corpus (or the evaluation JSONL shape) go in; the released ``reasonrank_data_13k``
+format comes out (``training_data_all.jsonl`` + ``id_query/`` + ``id_doc/``), ready for the SFT and
+RL stages. See ``docs/synthesis.md`` and ``reasonrank synthesize --help``.
+"""
+
+from reasonrank.training.synthesis.candidates import CandidateList, ListConfig, build_candidate_list
+from reasonrank.training.synthesis.inputs import (
+    BM25Retriever,
+    Corpus,
+    SynthesisQuery,
+    attach_qrels,
+    load_corpus,
+    load_dataset_jsonl,
+    load_queries,
+    pools_from_run,
+)
+from reasonrank.training.synthesis.pipeline import (
+    DomainReport,
+    SynthesisConfig,
+    SynthesisReport,
+    Synthesizer,
+    TokenUsage,
+    synthesize,
+)
+from reasonrank.training.synthesis.prompts import (
+    MiningAnswer,
+    TeacherRanking,
+    mining_messages,
+    parse_mining_answer,
+    parse_teacher_ranking,
+    ranking_messages,
+)
+from reasonrank.training.synthesis.store import SynthesisStore, SyntheticSample
+
+__all__ = [
+    "BM25Retriever",
+    "CandidateList",
+    "Corpus",
+    "DomainReport",
+    "ListConfig",
+    "MiningAnswer",
+    "SynthesisConfig",
+    "SynthesisQuery",
+    "SynthesisReport",
+    "SynthesisStore",
+    "Synthesizer",
+    "SyntheticSample",
+    "TeacherRanking",
+    "TokenUsage",
+    "attach_qrels",
+    "build_candidate_list",
+    "load_corpus",
+    "load_dataset_jsonl",
+    "load_queries",
+    "mining_messages",
+    "parse_mining_answer",
+    "parse_teacher_ranking",
+    "pools_from_run",
+    "ranking_messages",
+    "synthesize",
+]

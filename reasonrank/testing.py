@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from reasonrank.core.backends.base import Backend
 from reasonrank.core.types import ChatRequest, Completion
@@ -28,6 +28,7 @@ from reasonrank.core.types import ChatRequest, Completion
 __all__ = [
     "RankingServer",
     "FunctionBackend",
+    "LocalServer",
     "Fault",
     "parse_window_prompt",
     "lexical_ranking",
@@ -117,7 +118,46 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class RankingServer:
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (a free port) in a daemon thread; subclasses give ``_handler()``."""
+
+    _server: ThreadingHTTPServer | None = None
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name=type(self).__name__, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        return self._server.server_address[1]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+class RankingServer(LocalServer):
     """An OpenAI-compatible chat server on 127.0.0.1 that ranks windows deterministically.
 
     Use as a context manager; ``base_url`` ends in ``/v1``. ``faults`` is a queue of :class:`Fault`
@@ -154,40 +194,6 @@ class RankingServer:
         self.faults: deque[Fault] = deque()
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -------------------------------------------------------------- lifecycle
-    def start(self) -> "RankingServer":
-        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="RankingServer", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "RankingServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None, "server not started"
-        return self._server.server_address[1]
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def chat_requests(self) -> list[dict[str, Any]]:

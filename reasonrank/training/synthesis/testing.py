@@ -21,10 +21,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from reasonrank.testing import lexical_ranking
+from reasonrank.testing import LocalServer, lexical_ranking
 
 __all__ = ["TeacherServer", "answer_overlap_judge", "parse_teacher_request"]
 
@@ -68,7 +68,7 @@ def parse_teacher_request(messages: Sequence[dict[str, str]]) -> tuple[str, str,
     return "ranking", match.group(1), None, passages
 
 
-class TeacherServer:
+class TeacherServer(LocalServer):
     """An OpenAI-compatible chat server that answers the two synthesis prompts deterministically."""
 
     def __init__(
@@ -94,31 +94,7 @@ class TeacherServer:
         self.in_flight = 0
         self.max_in_flight = 0  # the most chat requests handled at once
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
-    # -------------------------------------------------------------- lifecycle
-    def start(self) -> "TeacherServer":
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="TeacherServer", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "TeacherServer":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def count(self, kind: str) -> int:
         return sum(1 for k, _ in self.requests if k == kind)

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, TypeError) as err:
-        # A user's mistake (bad file, bad option): say what, without a traceback.
+    except (ValueError, OSError, TypeError, ImportError) as err:
+        # A user's mistake (bad file, bad option, missing extra): say what, without a traceback.
         print(f"reasonrank {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,5 +1,4 @@
-"""Run the real ``reasonrank`` entry point in-process with only this area's subcommands registered,
-so these tests do not depend on the other commands' modules."""
+"""Run the real ``reasonrank`` entry point in-process."""
 
 from pathlib import Path
 
@@ -13,7 +12,6 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 @pytest.fixture
 def cli(monkeypatch, capsys):
     """``cli(*argv) -> (exit status, stdout, stderr)``; short dataset names resolve in ``../shared/data``."""
-    monkeypatch.setattr(cli_main, "COMMANDS", ("rerank", "eval"))
     if SHARED_DATA.is_dir():
         monkeypatch.setenv("REASONRANK_DATA", str(SHARED_DATA))
 

@@ -171,3 +171,12 @@ def test_eval_ties_in_a_run_are_broken_like_trec_eval(cli, tmp_path):
     qrels.write_text("1 0 a 1\n")
     code, out, _ = cli("eval", "--run", run, "--qrels", qrels, "--json", "--metrics", "p@1,recip_rank")
     assert code == 0 and json.loads(out) == {"p@1": 0.0, "recip_rank": 0.5}
+
+
+def test_a_missing_extra_is_a_clear_error_not_a_traceback(cli, dl19_files, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ir_measures", None)  # as if reasonrank[eval] were not installed
+    code, _, err = cli("eval", "--run", dl19_files["run"], "--qrels", dl19_files["qrels"])
+    assert code == 2
+    assert "pip install 'reasonrank[eval]'" in err and "Traceback" not in err

@@ -149,7 +149,7 @@ def register(subparsers: Any) -> None:
     add_input_options(
         parser, dataset_help="shipped dataset (dl19, dl20, noveleval, bright:TASK) or a JSONL file in their format"
     )
-    parser.add_argument("--output", "-o", required=True, help="where to write the reranked TREC run (.gz ok)")
+    parser.add_argument("--output", "--out", "-o", dest="output", required=True, help="where to write the reranked TREC run (.gz ok)")
     parser.add_argument(
         "--traces", default=None, help="write every window (prompt ids, raw output, parsed order) to this JSONL"
     )

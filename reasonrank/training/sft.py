@@ -30,8 +30,6 @@ def build_sft_trainer(config: SFTRunConfig, rows: list[dict] | None = None, *, c
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    if rows is None:
-        config.validate()
     tokenizer = load_tokenizer(config.model)
     reports: list = []
     if rows is None:

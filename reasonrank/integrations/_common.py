@@ -64,7 +64,7 @@ RERANKER_KEYS = (
 
 
 def check_query(query: str | None) -> str:
-    if query is None or not isinstance(query, str) or not query.strip():
+    if not isinstance(query, str) or not query.strip():
         raise ValueError("the query is empty; ReasonRank needs a non-empty query to rerank against")
     return query
 

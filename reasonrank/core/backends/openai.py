@@ -177,8 +177,10 @@ class OpenAIBackend(Backend):
         self._aclient: httpx.AsyncClient | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._tokenizer: Any = None
-        self._resolved_truncation: str | None = None if truncation == "auto" else truncation
-        self._probe_lock = threading.Lock()
+        # "auto" with a local tokenizer is decided now; without one, the first truncation probes the server.
+        self._resolved_truncation: str | None = (
+            truncation if truncation != "auto" else ("tokenizer" if tokenizer else None)
+        )
 
     # ------------------------------------------------------------------ naming and clients
     @property
@@ -370,31 +372,22 @@ class OpenAIBackend(Backend):
 
     def _truncation_mode(self) -> str:
         if self._resolved_truncation is None:
-            with self._probe_lock:  # threads sharing this backend probe the server once
-                if self._resolved_truncation is not None:
-                    return self._resolved_truncation
-                if self.tokenizer_name:
-                    self._resolved_truncation = "tokenizer"
-                else:
+            with self._lock:  # threads sharing this backend probe the server once
+                if self._resolved_truncation is None:
                     try:
                         self._tokenize("probe")
-                        mode = "server"
+                        self._resolved_truncation = "server"
                     except BackendError as err:
-                        mode = self._probe_failed(err)
-                    self._resolved_truncation = mode
+                        self._resolved_truncation = self._probe_failed(err)
         return self._resolved_truncation
 
     async def _atruncation_mode(self) -> str:
         if self._resolved_truncation is None:
-            if self.tokenizer_name:
-                self._resolved_truncation = "tokenizer"
-            else:
-                try:
-                    await self._atokenize("probe")
-                    mode = "server"
-                except BackendError as err:
-                    mode = self._probe_failed(err)
-                self._resolved_truncation = mode
+            try:
+                await self._atokenize("probe")
+                self._resolved_truncation = "server"
+            except BackendError as err:
+                self._resolved_truncation = self._probe_failed(err)
         return self._resolved_truncation
 
     def _server_call(self, path: str, payload: dict[str, Any], key: str) -> Any:

@@ -66,6 +66,13 @@ def test_rerank_dataset_to_trec_run(cli, server, dl19, tmp_path):
     assert records[0]["order_docids"] == _expected_top(dl19, dl19.qids[0], 20)
 
 
+def test_rerank_takes_out_like_bench(cli, server, dl19, tmp_path):
+    out = tmp_path / "alias.trec"
+    code, _, err = cli("rerank", "--dataset", "dl19", "--limit", "1", "--depth", "20", "--out", out, *_model(server))
+    assert code == 0, err
+    assert list(read_run(out)) == dl19.qids[:1]
+
+
 def test_rerank_trec_run_queries_and_corpus(cli, server, dl19, tmp_path):
     qids = dl19.qids[:2]
     first = write_run(

@@ -35,13 +35,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from reasonrank import Reranker  # noqa: E402
 from reasonrank.core.backends.base import Backend  # noqa: E402
 from reasonrank.core.parsing import parse_response  # noqa: E402
-from reasonrank.core.prompts import (  # noqa: E402
-    _fix_segment,
-    build_messages,
-    clean_passage,
-    finish_passage,
-    render_prompt,
-)
+from reasonrank.core.passages import clean_passage, escape_ids  # noqa: E402
+from reasonrank.core.prompts import _fix_segment, build_messages, render_prompt  # noqa: E402
 from reasonrank.core.truncation import truncate_with_tokenizer  # noqa: E402
 from reasonrank.core.types import ChatRequest, Completion  # noqa: E402
 from reasonrank.core.windows import SlidingWindow, Tournament  # noqa: E402
@@ -137,7 +132,7 @@ def measure(name: str, tokenizer: Any, raw: list[str], repeat: int) -> None:
     cleaned = [clean_passage(p) for p in window]
     truncated = truncate_with_tokenizer(tokenizer, cleaned, PASSAGE_TOKENS)
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in truncated]
-    contents = [finish_passage(t) for t in truncated]
+    contents = [escape_ids(t) for t in truncated]
     messages = build_messages("what drives ocean sediment transport [12]?", contents)
     output = format_answer(random.Random(0).sample(range(WINDOW), WINDOW), text(random.Random(1), 560))
     out_tokens = len(tokenizer(output, add_special_tokens=False)["input_ids"])
@@ -147,7 +142,7 @@ def measure(name: str, tokenizer: Any, raw: list[str], repeat: int) -> None:
         "clean (ftfy) x20": median_ms(lambda: [clean_passage(p) for p in window], repeat),
         "truncate to 512 tok x20": median_ms(lambda: truncate_with_tokenizer(tokenizer, cleaned, 512), repeat),
         "messages": median_ms(
-            lambda: build_messages("what drives ocean sediment transport [12]?", [finish_passage(t) for t in truncated]),
+            lambda: build_messages("what drives ocean sediment transport [12]?", [escape_ids(t) for t in truncated]),
             repeat,
         ),
         "parse output": median_ms(lambda: parse_response(output, WINDOW), repeat),

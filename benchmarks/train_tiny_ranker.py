@@ -37,7 +37,7 @@ def evaluate(model_dir: str, rows: list[dict], max_new_tokens: int = 72, batch_s
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from reasonrank.core.parsing import parse_ranking
-    from reasonrank.training.metrics import ndcg_at_k
+    from reasonrank.training.ranking_metrics import ndcg_at_k
     from reasonrank.training.rewards import score_completion
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -49,15 +49,29 @@ def evaluate(model_dir: str, rows: list[dict], max_new_tokens: int = 72, batch_s
         texts = [tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True) for r in batch]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+            )
         for row, ids in zip(batch, out[:, enc["input_ids"].shape[1] :]):
             text = tok.decode(ids, skip_special_tokens=True)
-            parts = score_completion(text, initial_list=row["initial_list"], final_list=row["final_list"],
-                                     relevant_docids=row["relevant_docids"])
+            parts = score_completion(
+                text,
+                initial_list=row["initial_list"],
+                final_list=row["final_list"],
+                relevant_docids=row["relevant_docids"],
+            )
             order = parse_ranking(text, len(row["initial_list"]))  # what the reranker would use
-            scores.append({"valid": float(parts.answer_ok), "reward": parts.reward,
-                           "ndcg": ndcg_at_k([row["initial_list"][i] for i in order], row["relevant_docids"], 10)})
+            scores.append(
+                {
+                    "valid": float(parts.answer_ok),
+                    "reward": parts.reward,
+                    "ndcg": ndcg_at_k([row["initial_list"][i] for i in order], row["relevant_docids"], 10),
+                }
+            )
     return scores
 
 
@@ -66,9 +80,12 @@ def summarize(scores: list[dict], unreliable: list[bool]) -> dict[str, float]:
         values = list(values)
         return sum(values) / len(values) if values else float("nan")
 
-    return {"valid": mean(s["valid"] for s in scores), "ndcg@10": mean(s["ndcg"] for s in scores),
-            "ndcg@10 unreliable": mean(s["ndcg"] for s, u in zip(scores, unreliable) if u),
-            "reward": mean(s["reward"] for s in scores)}
+    return {
+        "valid": mean(s["valid"] for s in scores),
+        "ndcg@10": mean(s["ndcg"] for s in scores),
+        "ndcg@10 unreliable": mean(s["ndcg"] for s, u in zip(scores, unreliable) if u),
+        "reward": mean(s["reward"] for s in scores),
+    }
 
 
 def main() -> int:
@@ -77,8 +94,9 @@ def main() -> int:
     parser.add_argument("--train-queries", type=int, default=400)
     parser.add_argument("--heldout-queries", type=int, default=96)
     parser.add_argument("--topics", type=int, default=8, help="number of distinct topic words")
-    parser.add_argument("--unreliable-topics", type=int, default=3,
-                        help="topics on which the teacher's final list is shuffled")
+    parser.add_argument(
+        "--unreliable-topics", type=int, default=3, help="topics on which the teacher's final list is shuffled"
+    )
     parser.add_argument("--sft-steps", type=int, default=400)
     parser.add_argument("--sft-lr", type=float, default=1e-3)
     parser.add_argument("--grpo-steps", type=int, default=100)
@@ -92,61 +110,110 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
+    from reasonrank.testing.toy import TOPICS, build_tiny_model, make_task, write_task
     from reasonrank.training.config import DataSettings, GRPORunConfig, LoraSettings, SFTRunConfig
     from reasonrank.training.data import grpo_rows, load_records
     from reasonrank.training.grpo import run_grpo
-    from reasonrank.training.metrics import ndcg_at_k
+    from reasonrank.training.ranking_metrics import ndcg_at_k
     from reasonrank.training.sft import run_sft
-    from reasonrank.training.toy import TOPICS, build_tiny_model, make_task, write_task
 
     work = Path(args.out or tempfile.mkdtemp(prefix="tiny-ranker-"))
     t0 = time.perf_counter()
     model_dir = build_tiny_model(work / "model", hidden_size=args.hidden, num_layers=args.layers, seed=args.seed)
-    train_file = write_task(make_task(args.train_queries, seed=args.seed + 1, prefix="t", num_topics=args.topics,
-                                      unreliable_topics=args.unreliable_topics), work / "train")
+    train_file = write_task(
+        make_task(
+            args.train_queries,
+            seed=args.seed + 1,
+            prefix="t",
+            num_topics=args.topics,
+            unreliable_topics=args.unreliable_topics,
+        ),
+        work / "train",
+    )
     heldout_samples = make_task(args.heldout_queries, seed=args.seed + 2, prefix="h", num_topics=args.topics)
     heldout = grpo_rows(load_records(write_task(heldout_samples, work / "heldout")), mode="reasoning")
     unreliable_words = {f"about {t}" for t in TOPICS[: args.unreliable_topics]}
     unreliable = [s["query"] in unreliable_words for s in heldout_samples]
     initial = sum(ndcg_at_k(r["initial_list"], r["relevant_docids"]) for r in heldout) / len(heldout)
 
-    common = dict(use_cpu=True, bf16=False, gradient_checkpointing=False, save_strategy="no", dtype="float32",
-                  logging_steps=10, seed=args.seed)
+    common = dict(
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        dtype="float32",
+        logging_steps=10,
+        seed=args.seed,
+    )
     data = DataSettings(train_files=[str(train_file)], max_passage_tokens=64, self_consistency_threshold=None)
     results = {"before SFT": summarize(evaluate(str(model_dir), heldout), unreliable)}
 
     t_sft = time.perf_counter()
-    sft = run_sft(SFTRunConfig(
-        model=str(model_dir), output_dir=str(work / "sft"), finetuning="full", data=data,
-        learning_rate=args.sft_lr, lr_scheduler_type="constant_with_warmup", warmup_ratio=0.05,
-        max_steps=args.sft_steps, per_device_train_batch_size=8, gradient_accumulation_steps=1, max_length=1024,
-        **common))
+    sft = run_sft(
+        SFTRunConfig(
+            model=str(model_dir),
+            output_dir=str(work / "sft"),
+            finetuning="full",
+            data=data,
+            learning_rate=args.sft_lr,
+            lr_scheduler_type="constant_with_warmup",
+            warmup_ratio=0.05,
+            max_steps=args.sft_steps,
+            per_device_train_batch_size=8,
+            gradient_accumulation_steps=1,
+            max_length=1024,
+            **common,
+        )
+    )
     t_sft = time.perf_counter() - t_sft
     results["after SFT"] = summarize(evaluate(sft.model_dir, heldout), unreliable)
 
     t_grpo = time.perf_counter()
-    grpo = run_grpo(GRPORunConfig(
-        model=sft.model_dir, output_dir=str(work / "grpo"), finetuning="lora",
-        lora=LoraSettings(r=16, alpha=32, target_modules="all-linear", merge_and_save=True), data=data,
-        learning_rate=args.grpo_lr, lr_scheduler_type="constant", warmup_ratio=0.0, weight_decay=0.0,
-        max_steps=args.grpo_steps, per_device_train_batch_size=args.grpo_batch, gradient_accumulation_steps=1,
-        num_generations=8, max_prompt_length=1024, max_completion_length=72, beta=0.0, temperature=1.0,
-        **common))
+    grpo = run_grpo(
+        GRPORunConfig(
+            model=sft.model_dir,
+            output_dir=str(work / "grpo"),
+            finetuning="lora",
+            lora=LoraSettings(r=16, alpha=32, target_modules="all-linear", merge_and_save=True),
+            data=data,
+            learning_rate=args.grpo_lr,
+            lr_scheduler_type="constant",
+            warmup_ratio=0.0,
+            weight_decay=0.0,
+            max_steps=args.grpo_steps,
+            per_device_train_batch_size=args.grpo_batch,
+            gradient_accumulation_steps=1,
+            num_generations=8,
+            max_prompt_length=1024,
+            max_completion_length=72,
+            beta=0.0,
+            temperature=1.0,
+            **common,
+        )
+    )
     t_grpo = time.perf_counter() - t_grpo
     results["after GRPO"] = summarize(evaluate(grpo.model_dir, heldout), unreliable)
 
-    print(f"\nheld-out: {len(heldout)} queries x 4 passages ({sum(unreliable)} on the {args.unreliable_topics} "
-          f"topics with unreliable teacher lists); nDCG@10 of the initial (shuffled) order = {initial:.3f}")
-    print(f"| stage | valid format | nDCG@10 | nDCG@10 (unreliable topics) | mean reward |")
-    print(f"|---|---|---|---|---|")
+    print(
+        f"\nheld-out: {len(heldout)} queries x 4 passages ({sum(unreliable)} on the {args.unreliable_topics} "
+        f"topics with unreliable teacher lists); nDCG@10 of the initial (shuffled) order = {initial:.3f}"
+    )
+    print("| stage | valid format | nDCG@10 | nDCG@10 (unreliable topics) | mean reward |")
+    print("|---|---|---|---|---|")
     for stage, m in results.items():
-        print(f"| {stage} | {m['valid']:.3f} | {m['ndcg@10']:.3f} | {m['ndcg@10 unreliable']:.3f} | {m['reward']:.3f} |")
+        print(
+            f"| {stage} | {m['valid']:.3f} | {m['ndcg@10']:.3f} | {m['ndcg@10 unreliable']:.3f} | {m['reward']:.3f} |"
+        )
     logged = [e for e in grpo.log_history if "reward" in e]
-    print(f"GRPO training (sampled, T=1): reward {logged[0]['reward']:.3f} -> {logged[-1]['reward']:.3f}, "
-          f"format failures {logged[0]['rank/format_failure_rate']:.3f} -> {logged[-1]['rank/format_failure_rate']:.3f}, "
-          f"nDCG@10 {logged[0]['rank/ndcg@10']:.3f} -> {logged[-1]['rank/ndcg@10']:.3f}")
-    print(f"SFT {args.sft_steps} steps {t_sft:.0f}s, GRPO {args.grpo_steps} steps {t_grpo:.0f}s, "
-          f"total {time.perf_counter() - t0:.0f}s; reward plot: {grpo.plot}")
+    print(
+        f"GRPO training (sampled, T=1): reward {logged[0]['reward']:.3f} -> {logged[-1]['reward']:.3f}, "
+        f"format failures {logged[0]['rank/format_failure_rate']:.3f} -> {logged[-1]['rank/format_failure_rate']:.3f}, "
+        f"nDCG@10 {logged[0]['rank/ndcg@10']:.3f} -> {logged[-1]['rank/ndcg@10']:.3f}"
+    )
+    print(
+        f"SFT {args.sft_steps} steps {t_sft:.0f}s, GRPO {args.grpo_steps} steps {t_grpo:.0f}s, "
+        f"total {time.perf_counter() - t0:.0f}s; reward plot: {grpo.plot}"
+    )
     (work / "results.json").write_text(json.dumps(results, indent=1))
     return 0
 

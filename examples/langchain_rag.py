@@ -74,8 +74,7 @@ DOCS = [
     Document(
         id="firefly",
         metadata={"title": "Fireflies"},
-        page_content="Fireflies make their own light with a chemical reaction and flash at night to find "
-        "mates.",
+        page_content="Fireflies make their own light with a chemical reaction and flash at night to find mates.",
     ),
     Document(
         id="night-sky",

@@ -47,22 +47,44 @@ from llama_index.core.schema import NodeWithScore
 from reasonrank.integrations.llama_index import ReasonRankRerank
 
 DOCUMENTS = [
-    ("moth-navigation", "Moths steer by keeping the moon at a fixed angle; a nearby lamp makes that rule "
-     "trace a spiral, so the insect circles the light instead of flying straight."),
-    ("dorsal-light", "Flying insects keep their backs turned toward the brightest part of the sky, the "
-     "dorsal light response. Around an artificial light source this tilts them and traps their flight path."),
-    ("streetlight-ecology", "Street lighting draws insects away from their habitats, and many die of "
-     "exhaustion or are eaten by bats waiting near the lamps."),
-    ("firefly-signals", "Fireflies produce light themselves through bioluminescence and use flash patterns "
-     "to find mates in the dark."),
-    ("uv-traps", "Bug zappers use ultraviolet lamps because many night-flying insects see ultraviolet "
-     "light well and are drawn toward it."),
-    ("butterfly-migration", "Monarch butterflies migrate thousands of kilometres to Mexico using a sun "
-     "compass corrected by an internal clock."),
-    ("photosynthesis", "Plants turn light, water and carbon dioxide into sugars by photosynthesis in "
-     "their chloroplasts."),
-    ("led-colour", "Warm-coloured LED street lights attract fewer insects than cool white or ultraviolet "
-     "lamps, which is why some towns replaced their lighting."),
+    (
+        "moth-navigation",
+        "Moths steer by keeping the moon at a fixed angle; a nearby lamp makes that rule "
+        "trace a spiral, so the insect circles the light instead of flying straight.",
+    ),
+    (
+        "dorsal-light",
+        "Flying insects keep their backs turned toward the brightest part of the sky, the "
+        "dorsal light response. Around an artificial light source this tilts them and traps their flight path.",
+    ),
+    (
+        "streetlight-ecology",
+        "Street lighting draws insects away from their habitats, and many die of "
+        "exhaustion or are eaten by bats waiting near the lamps.",
+    ),
+    (
+        "firefly-signals",
+        "Fireflies produce light themselves through bioluminescence and use flash patterns to find mates in the dark.",
+    ),
+    (
+        "uv-traps",
+        "Bug zappers use ultraviolet lamps because many night-flying insects see ultraviolet "
+        "light well and are drawn toward it.",
+    ),
+    (
+        "butterfly-migration",
+        "Monarch butterflies migrate thousands of kilometres to Mexico using a sun "
+        "compass corrected by an internal clock.",
+    ),
+    (
+        "photosynthesis",
+        "Plants turn light, water and carbon dioxide into sugars by photosynthesis in their chloroplasts.",
+    ),
+    (
+        "led-colour",
+        "Warm-coloured LED street lights attract fewer insects than cool white or ultraviolet "
+        "lamps, which is why some towns replaced their lighting.",
+    ),
 ]
 QUERY = "Why do insects fly towards light at night?"
 
@@ -150,8 +172,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--api-key", default=None, help="server API key (or $REASONRANK_API_KEY)")
     p.add_argument("--query", default=QUERY)
     p.add_argument("--top-n", type=int, default=3, help="nodes kept after reranking")
-    p.add_argument("--max-new-tokens", type=int, default=None,
-                   help="generation budget per window (default: 128 for the embedded model, else the core's)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="generation budget per window (default: 128 for the embedded model, else the core's)",
+    )
     p.add_argument("--embedder", choices=["auto", "minilm", "words"], default="auto")
     return p.parse_args(argv)
 
@@ -159,16 +185,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def make_reranker(args: argparse.Namespace) -> ReasonRankRerank:
     if args.base_url:
         return ReasonRankRerank(
-            model=args.model, base_url=args.base_url, api_key=args.api_key, top_n=args.top_n,
-            max_new_tokens=args.max_new_tokens, include_reasoning=True,
+            model=args.model,
+            base_url=args.base_url,
+            api_key=args.api_key,
+            top_n=args.top_n,
+            max_new_tokens=args.max_new_tokens,
+            include_reasoning=True,
         )
     from reasonrank.core.models import default_model_path
 
     # Small settings so the 135M model runs on a CPU in well under a minute: one window of 8.
     return ReasonRankRerank(
-        model=default_model_path(), backend="transformers", top_n=args.top_n,
-        depth=8, window_size=8, step=4, max_passage_tokens=64,
-        max_new_tokens=args.max_new_tokens or 128, include_reasoning=True,
+        model=default_model_path(),
+        backend="transformers",
+        top_n=args.top_n,
+        depth=8,
+        window_size=8,
+        step=4,
+        max_passage_tokens=64,
+        max_new_tokens=args.max_new_tokens or 128,
+        include_reasoning=True,
         backend_kwargs={"device": "cpu"},
     )
 
@@ -202,15 +238,19 @@ def main(argv: Sequence[str] | None = None) -> list[NodeWithScore]:
     start = time.perf_counter()
     response = engine.query(args.query)
     print()
-    show(f"ReasonRank top {args.top_n} ({rerank.reranker.backend.name}, {time.perf_counter() - start:.1f}s):",
-         response.source_nodes)
+    show(
+        f"ReasonRank top {args.top_n} ({rerank.reranker.backend.name}, {time.perf_counter() - start:.1f}s):",
+        response.source_nodes,
+    )
     reasoning = response.source_nodes[0].node.metadata.get("reasonrank_reasoning") if response.source_nodes else None
     if reasoning is not None:
         text = (reasoning.strip()[:400] or "(none)").replace("\n", "\n  ")
         print(f"\nreasoning of the window that placed the top node:\n  {text}")
     if not args.base_url:
-        print("\n(SmolLM2-135M is a plumbing check: it rarely answers in the ranking format, and a window it\n"
-              " does not rank keeps its first-stage order. Use --base-url with a ReasonRank model for quality.)")
+        print(
+            "\n(SmolLM2-135M is a plumbing check: it rarely answers in the ranking format, and a window it\n"
+            " does not rank keeps its first-stage order. Use --base-url with a ReasonRank model for quality.)"
+        )
     print(f"\nthe LLM's prompt starts with the reranked context:\n  {str(response)[:300]!r}...")
     return response.source_nodes
 

@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from reasonrank.evaluation.datasets import data_dir
-from reasonrank.training.synthesis import ListConfig, SynthesisConfig, load_dataset_jsonl, synthesize
-from reasonrank.training.synthesis.testing import TeacherServer
+from reasonrank.synthesis import ListConfig, SynthesisConfig, load_dataset_jsonl, synthesize
+from reasonrank.testing.teacher import TeacherServer
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,22 +63,37 @@ def hand_off_to_sft(out: Path, steps: int) -> None:
         return
     # A tiny random model with a tokenizer trained on these texts stands in for Qwen2.5-7B-Instruct here;
     # with a GPU, use `reasonrank train sft --config reasonrank-7b-sft --set data.train_files=[...]`.
+    from reasonrank.testing.toy import build_tiny_model
     from reasonrank.training import run_sft
-    from reasonrank.training.toy import build_tiny_model
 
     texts = [m["content"] for r in rows for m in [*r["prompt"], *r["completion"]]]
     model = build_tiny_model(out / "tiny-model", extra_text=texts, vocab_size=1500)
-    result = run_sft({
-        "model": str(model), "output_dir": str(out / "sft"), "finetuning": "full",
-        "data": {"train_files": [str(data)], "max_passage_tokens": 48},
-        "max_steps": steps, "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1,
-        "learning_rate": 1e-3, "lr_scheduler_type": "constant", "warmup_ratio": 0.0, "max_length": 4096,
-        "use_cpu": True, "bf16": False, "dtype": "float32", "gradient_checkpointing": False,
-        "save_strategy": "no", "plot": False,
-    })
+    result = run_sft(
+        {
+            "model": str(model),
+            "output_dir": str(out / "sft"),
+            "finetuning": "full",
+            "data": {"train_files": [str(data)], "max_passage_tokens": 48},
+            "max_steps": steps,
+            "per_device_train_batch_size": 1,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 1e-3,
+            "lr_scheduler_type": "constant",
+            "warmup_ratio": 0.0,
+            "max_length": 4096,
+            "use_cpu": True,
+            "bf16": False,
+            "dtype": "float32",
+            "gradient_checkpointing": False,
+            "save_strategy": "no",
+            "plot": False,
+        }
+    )
     losses = [h["loss"] for h in result.log_history if "loss" in h]
-    print(f"SFT: {steps} steps on {result.num_examples} examples, loss {losses[0]:.3f} -> {losses[-1]:.3f}; "
-          f"model in {result.output_dir}")
+    print(
+        f"SFT: {steps} steps on {result.num_examples} examples, loss {losses[0]:.3f} -> {losses[-1]:.3f}; "
+        f"model in {result.output_dir}"
+    )
 
 
 def main() -> int:
@@ -107,7 +122,13 @@ def main() -> int:
             backend_kwargs["truncation"] = "words"  # the stand-in has no tokenizer
             print(f"offline stand-in teacher at {base_url}")
         report = synthesize(
-            queries, corpus, args.out, base_url=base_url, model=args.model, api_key=args.api_key, config=config,
+            queries,
+            corpus,
+            args.out,
+            base_url=base_url,
+            model=args.model,
+            api_key=args.api_key,
+            config=config,
             **backend_kwargs,
         )
     print(report.format())

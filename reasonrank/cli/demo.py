@@ -87,16 +87,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "order. A plumbing check: quality needs liuwenhan/reasonrank-7B/32B."
         ),
     )
-    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
-                   help=f"generation budget per window (default {DEFAULT_MAX_NEW_TOKENS}; the paper uses 3172)")
-    p.add_argument("--model", default=None,
-                   help="model path or id (default: the bundled SmolLM2-135M-Instruct for transformers, "
-                        f"{PUBLISHED_MODEL} otherwise)")
-    p.add_argument("--backend", default="transformers", choices=("transformers", "openai", "vllm"),
-                   help="where the model runs (default transformers, on CPU)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"generation budget per window (default {DEFAULT_MAX_NEW_TOKENS}; the paper uses 3172)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model path or id (default: the bundled SmolLM2-135M-Instruct for transformers, "
+        f"{PUBLISHED_MODEL} otherwise)",
+    )
+    p.add_argument(
+        "--backend",
+        default="transformers",
+        choices=("transformers", "openai", "vllm"),
+        help="where the model runs (default transformers, on CPU)",
+    )
     p.add_argument("--base-url", default=None, help="OpenAI-compatible server for --backend openai")
-    p.add_argument("--queries", default=None, metavar="FILE",
-                   help="JSON file of queries shaped like the bundled reasonrank/data/demo_queries.json")
+    p.add_argument(
+        "--queries",
+        default=None,
+        metavar="FILE",
+        help="JSON file of queries shaped like the bundled reasonrank/data/demo_queries.json",
+    )
     p.add_argument("--show-prompt", action="store_true", help="print the first window's full prompt")
     p.set_defaults(func=run)  # fmt: skip
 
@@ -110,25 +125,22 @@ def _indent(text: str, prefix: str = "    | ", lines: int = OUTPUT_LINES) -> str
 
 
 def _snippet(passage: Any) -> str:
-    from reasonrank.core.prompts import clean_passage
+    from reasonrank.core.passages import clean_passage
 
     return textwrap.shorten(clean_passage(passage), 80, placeholder=" ...")
 
 
 def _prompt_of(rr: Any, query: str, passages: list[Any]) -> str:
     """The first window's prompt as the backend sends it (rendered text, or chat messages)."""
-    from reasonrank.core.prompts import build_messages, clean_passage, finish_passage
+    from reasonrank.core.passages import prepare_passages
+    from reasonrank.core.prompts import build_messages
+    from reasonrank.core.types import ChatRequest
 
-    window = passages[: rr.window_size]
-    cleaned = [clean_passage(p) for p in window]
-    if rr.max_passage_tokens is not None:
-        cleaned = rr.backend.truncate(cleaned, rr.max_passage_tokens)
-    messages = build_messages(query, [finish_passage(c) for c in cleaned], rr.prompt_mode)
-    render = getattr(rr.backend, "render", None)
-    if render is not None:
-        from reasonrank.core.types import ChatRequest
-
-        return render(ChatRequest(messages=messages, sampling=rr.sampling))
+    contents = prepare_passages(passages[: rr.window_size], rr.backend.truncate, rr.max_passage_tokens)
+    messages = build_messages(query, contents, rr.prompt_mode)
+    rendered = rr.backend.render(ChatRequest(messages=messages, sampling=rr.sampling))  # None: sent as messages
+    if rendered is not None:
+        return rendered
     return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
 
 

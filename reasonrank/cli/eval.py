@@ -1,10 +1,9 @@
-"""``reasonrank eval`` (score runs, compare two) and ``reasonrank bench`` (first stage -> rerank -> evaluate).
+"""``reasonrank eval``: score runs, compare two (``reasonrank bench`` is in :mod:`reasonrank.cli.bench`).
 
 reasonrank eval --dataset dl19                                  # the shipped first stage: ndcg@10 0.5058
 reasonrank eval --run run.trec --qrels qrels.txt --metrics ndcg@10,recall@100 [--json] [--per-query]
 reasonrank eval --run run.trec --dataset dl19                   # qrels (and BRIGHT exclusions) from a dataset
 reasonrank eval --compare bm25.trec reranked.trec --dataset dl19 --plot diff.png
-reasonrank bench --dataset dl19 --limit 5 --model M --base-url http://localhost:8000/v1 --out runs/dl19
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reasonrank.cli.rerank import add_input_options, add_reranker_options, backend_failed, build_reranker, load_input
-
-__all__ = ["register", "run", "run_bench"]
+__all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
@@ -56,23 +53,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resamples", type=int, default=10_000, help="randomization test resamples (default 10000)")
     parser.set_defaults(func=run)
 
-    bench = subparsers.add_parser(
-        "bench",
-        help="first stage -> rerank -> evaluate a dataset, writing run, metrics and traces",
-        description="Rerank a dataset's first-stage candidates and evaluate them beside the first stage. "
-        "Writes run.trec, metrics.json and traces.jsonl to --out (one sub-folder per BRIGHT task).",
-    )
-    add_input_options(
-        bench, dataset_help="dl19, dl20, noveleval, bright[:TASK,...] (needs --corpus) or a JSONL file in their format"
-    )
-    bench.add_argument("--qrels", help="with --run: TREC qrels to evaluate against")
-    bench.add_argument("--out", required=True, help="output folder")
-    bench.add_argument("--metrics", default="ndcg@10", help="comma-separated metrics (default ndcg@10)")
-    bench.add_argument("--tag", default="reasonrank", help="run tag")
-    bench.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
-    add_reranker_options(bench)
-    bench.set_defaults(func=run_bench)
-
 
 # ------------------------------------------------------------------------------------------- eval
 def _judgments(args: argparse.Namespace) -> dict[str, tuple[dict, dict]]:
@@ -105,15 +85,10 @@ def _coverage(name: str, evaluation: Any) -> str:
     return "; ".join(notes)
 
 
-def run(args: argparse.Namespace) -> int:
-    from reasonrank.evaluation import evaluate, load_datasets, parse_metrics, read_run
-    from reasonrank.evaluation.metrics import format_table
+def _evaluations(args: argparse.Namespace, metrics: list[str]) -> dict[str, Any]:
+    """``{name: Evaluation}``: the given run, or each dataset's own first stage."""
+    from reasonrank.evaluation import evaluate, load_datasets, read_run
 
-    metrics = list(parse_metrics(args.metrics))
-    if args.plot and not args.compare:
-        raise ValueError("--plot needs --compare RUN_A RUN_B")
-    if args.compare:
-        return _run_compare(args, metrics)
     if args.run:
         judged = _judgments(args)
         if len(judged) > 1:
@@ -121,36 +96,37 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.dataset!r} holds {len(judged)} datasets whose query ids overlap; evaluate one, e.g. --dataset bright:biology"
             )
         qrels, excluded = next(iter(judged.values()))
-        evaluations = {
-            Path(args.run).name: evaluate(read_run(args.run), qrels, metrics, excluded=excluded, missing=args.missing)
-        }
-    else:
-        if not args.dataset:
-            raise ValueError(
-                "give --run RUN (with --qrels or --dataset), --compare RUN_A RUN_B, or --dataset alone for its first stage"
-            )
-        evaluations = {
-            name: evaluate(ds.first_stage_run(), ds.qrels, metrics, excluded=ds.excluded, missing=args.missing)
-            for name, ds in load_datasets(args.dataset).items()
-        }
-    average = None
-    if len(evaluations) > 1:  # BRIGHT: the unweighted mean of the task means
-        average = {m: sum(e.aggregate[m] for e in evaluations.values()) / len(evaluations) for m in metrics}
+        run = read_run(args.run)
+        return {Path(args.run).name: evaluate(run, qrels, metrics, excluded=excluded, missing=args.missing)}
+    if not args.dataset:
+        raise ValueError(
+            "give --run RUN (with --qrels or --dataset), --compare RUN_A RUN_B, or --dataset alone for its first stage"
+        )
+    return {
+        name: evaluate(ds.first_stage_run(), ds.qrels, metrics, excluded=ds.excluded, missing=args.missing)
+        for name, ds in load_datasets(args.dataset).items()
+    }
 
-    if args.json:
-        if len(evaluations) == 1 and not args.per_query:
-            out: Any = _round(next(iter(evaluations.values())).aggregate, args.digits)
-        elif len(evaluations) == 1:
-            out = next(iter(evaluations.values())).to_dict(per_query=True)
-            out["aggregate"] = _round(out["aggregate"], args.digits)
-        else:
-            out = {
-                name: (e.to_dict(per_query=True) if args.per_query else _round(e.aggregate, args.digits))
-                for name, e in evaluations.items()
-            }
-            out["average"] = _round(average, args.digits)
-        print(json.dumps(out, indent=None if len(evaluations) == 1 and not args.per_query else 2))
-        return 0
+
+def _evaluations_json(args: argparse.Namespace, evaluations: dict[str, Any], average: dict | None) -> str:
+    if len(evaluations) == 1:
+        (evaluation,) = evaluations.values()
+        if not args.per_query:
+            return json.dumps(_round(evaluation.aggregate, args.digits))
+        out = evaluation.to_dict(per_query=True)
+        out["aggregate"] = _round(out["aggregate"], args.digits)
+        return json.dumps(out, indent=2)
+    out = {
+        name: (e.to_dict(per_query=True) if args.per_query else _round(e.aggregate, args.digits))
+        for name, e in evaluations.items()
+    }
+    out["average"] = _round(average, args.digits)
+    return json.dumps(out, indent=2)
+
+
+def _print_evaluations(args: argparse.Namespace, metrics: list[str], evaluations: dict, average: dict | None) -> None:
+    from reasonrank.evaluation.metrics import format_table
+
     rows = {name: e.aggregate for name, e in evaluations.items()}
     if average is not None:
         rows["average"] = average
@@ -164,12 +140,66 @@ def run(args: argparse.Namespace) -> int:
     for name, e in evaluations.items():
         if e.unjudged or e.missing or len(evaluations) == 1:
             print(_coverage(name, e), file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    from reasonrank.evaluation import parse_metrics
+
+    metrics = list(parse_metrics(args.metrics))
+    if args.plot and not args.compare:
+        raise ValueError("--plot needs --compare RUN_A RUN_B")
+    if args.compare:
+        return _run_compare(args, metrics)
+    evaluations = _evaluations(args, metrics)
+    average = None
+    if len(evaluations) > 1:  # BRIGHT: the unweighted mean of the task means
+        average = {m: sum(e.aggregate[m] for e in evaluations.values()) / len(evaluations) for m in metrics}
+    if args.json:
+        print(_evaluations_json(args, evaluations, average))
+    else:
+        _print_evaluations(args, metrics, evaluations, average)
     return 0
+
+
+def _compare_json(args: argparse.Namespace, metrics: list[str], a: Any, b: Any, tests: dict[str, Any]) -> str:
+    path_a, path_b = args.compare
+    out: dict[str, Any] = {
+        "a": {"run": path_a, **_round(a.aggregate, args.digits)},
+        "b": {"run": path_b, **_round(b.aggregate, args.digits)},
+        "difference": _round({m: tests[m].difference for m in metrics}, args.digits),
+        "tests": {m: t.to_dict() for m, t in tests.items()},
+    }
+    if args.per_query:
+        out["per_query"] = {m: t.per_query_difference for m, t in tests.items()}
+    return json.dumps(out, indent=2)
+
+
+def _print_comparison(args: argparse.Namespace, metrics: list[str], runs: list[tuple[str, Any]], tests: dict) -> None:
+    from reasonrank.evaluation.metrics import format_table
+
+    (name_a, a), (name_b, b) = runs
+    d = args.digits
+    if args.per_query:
+        for m, t in tests.items():
+            rows = {q: {"A": x, "B": y, "B-A": y - x} for q, x, y in zip(t.queries, t.a, t.b)}
+            print(f"{m}\n" + format_table(rows, ["A", "B", "B-A"], digits=d, header="qid") + "\n")
+    print(format_table({f"A {name_a}": a.aggregate, f"B {name_b}": b.aggregate}, metrics, digits=d))
+    print()
+    print(f"{'metric':<12} {'B-A':>{d + 4}}  {'t-test p':>9}  {'random. p':>9}  better/worse/tied (n)")
+    for m, t in tests.items():
+        print(
+            f"{m:<12} {t.difference:>+{d + 4}.{d}f}  {t.t_pvalue:>9.4g}  {t.randomization_pvalue:>9.4g}  "
+            f"{t.wins}/{t.losses}/{t.ties} ({len(t.queries)})"
+        )
+    for name, e in runs:
+        if e.unjudged or e.missing:
+            print(_coverage(name, e), file=sys.stderr)
+    if args.plot:
+        print(f"plot: {args.plot}", file=sys.stderr)
 
 
 def _run_compare(args: argparse.Namespace, metrics: list[str]) -> int:
     from reasonrank.evaluation import compare, evaluate, plot_differences, read_run
-    from reasonrank.evaluation.metrics import format_table
 
     judged = _judgments(args)
     if len(judged) > 1:
@@ -187,67 +217,7 @@ def _run_compare(args: argparse.Namespace, metrics: list[str]) -> int:
     if args.plot:
         plot_differences(tests[metrics[0]], args.plot, labels=(name_a, name_b))
     if args.json:
-        out: dict[str, Any] = {
-            "a": {"run": path_a, **_round(a.aggregate, args.digits)},
-            "b": {"run": path_b, **_round(b.aggregate, args.digits)},
-            "difference": _round({m: tests[m].difference for m in metrics}, args.digits),
-            "tests": {m: t.to_dict() for m, t in tests.items()},
-        }
-        if args.per_query:
-            out["per_query"] = {m: t.per_query_difference for m, t in tests.items()}
-        print(json.dumps(out, indent=2))
-        return 0
-    if args.per_query:
-        for m, t in tests.items():
-            rows = {q: {"A": x, "B": y, "B-A": y - x} for q, x, y in zip(t.queries, t.a, t.b)}
-            print(f"{m}\n" + format_table(rows, ["A", "B", "B-A"], digits=args.digits, header="qid") + "\n")
-    print(format_table({f"A {name_a}": a.aggregate, f"B {name_b}": b.aggregate}, metrics, digits=args.digits))
-    print()
-    d = args.digits
-    print(f"{'metric':<12} {'B-A':>{d + 4}}  {'t-test p':>9}  {'random. p':>9}  better/worse/tied (n)")
-    for m, t in tests.items():
-        print(
-            f"{m:<12} {t.difference:>+{d + 4}.{d}f}  {t.t_pvalue:>9.4g}  {t.randomization_pvalue:>9.4g}  "
-            f"{t.wins}/{t.losses}/{t.ties} ({len(t.queries)})"
-        )
-    for name, e in ((name_a, a), (name_b, b)):
-        if e.unjudged or e.missing:
-            print(_coverage(name, e), file=sys.stderr)
-    if args.plot:
-        print(f"plot: {args.plot}", file=sys.stderr)
-    return 0
-
-
-# ------------------------------------------------------------------------------------------ bench
-def run_bench(args: argparse.Namespace) -> int:
-    from reasonrank import BackendError
-    from reasonrank.evaluation import bench, parse_metrics
-    from reasonrank.evaluation.bench import summary_table
-
-    metrics = list(parse_metrics(args.metrics))
-    if args.qrels and not args.run:
-        raise ValueError("--qrels applies with --run; a --dataset brings its own judgments")
-    datasets = load_input(args, many=True)
-    reranker = build_reranker(args)
-    try:
-        results = bench(
-            datasets,
-            reranker,
-            args.out,
-            metrics=metrics,
-            batch_size=args.batch_size,
-            tag=args.tag,
-            progress=not args.no_progress,
-        )
-    except BackendError as err:
-        return backend_failed("bench", err)
-    finally:
-        reranker.close()
-    if args.json:
-        print((Path(args.out) / "metrics.json").read_text(), end="")
+        print(_compare_json(args, metrics, a, b, tests))
     else:
-        for m in metrics:
-            print(summary_table(results, m))
-        calls = sum(r.reranked_run.calls for r in results)
-        print(f"{calls} LLM calls; run, metrics.json and traces.jsonl in {args.out}", file=sys.stderr)
+        _print_comparison(args, metrics, [(name_a, a), (name_b, b)], tests)
     return 0

@@ -14,7 +14,7 @@ import sys
 from reasonrank import __version__
 
 # module name -> what it registers
-COMMANDS = ("rerank", "demo", "eval", "train", "synthesize")
+COMMANDS = ("rerank", "demo", "eval", "bench", "train", "synthesize", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,45 +22,54 @@ __all__ = [
 ]
 
 
+def _cli_settings() -> list[tuple[str, Any, dict[str, Any], type, bool]]:
+    """``(name, default, metadata, value type, zero means None)`` of the settings exposed as flags.
+
+    A setting that may be None but defaults to a number (``max_passage_tokens``) takes 0 for None.
+    """
+    import typing
+
+    from reasonrank.core.config import RerankerConfig, iter_settings
+
+    hints = typing.get_type_hints(RerankerConfig)
+    out = []
+    for name, default, meta in iter_settings():
+        if meta["cli"]:
+            kinds = typing.get_args(hints[name]) or (hints[name],)
+            value_type = next((t for t in kinds if t in (int, float)), str)
+            zero_means_none = type(None) in kinds and value_type is not str and default is not None
+            out.append((name, default, meta, value_type, zero_means_none))
+    return out
+
+
 def add_reranker_options(parser: argparse.ArgumentParser) -> None:
-    """The :class:`reasonrank.Reranker` settings as flags (shared with ``reasonrank bench``)."""
+    """The :class:`reasonrank.Reranker` settings as flags (shared with ``reasonrank bench``).
+
+    Flags, defaults, choices and help come from :class:`reasonrank.core.config.RerankerConfig`.
+    """
     group = parser.add_argument_group("reranker")
-    group.add_argument(
-        "--backend", default="openai", choices=("openai", "transformers", "vllm"), help="default: openai"
-    )
-    group.add_argument("--model", default=None, help="model name (openai) or path / HF id (transformers, vllm)")
-    group.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://localhost:8000/v1")
-    group.add_argument("--api-key", default=None, help="default: $REASONRANK_API_KEY or $OPENAI_API_KEY")
-    group.add_argument(
-        "--prompt-mode", default="reasoning", choices=("reasoning", "qwen3", "direct"), help="default: reasoning"
-    )
-    group.add_argument("--window-size", type=int, default=20, help="passages per LLM call (default 20)")
-    group.add_argument("--step", type=int, default=10, help="window step (default 10)")
-    group.add_argument(
-        "--depth", type=int, default=100, help="rerank the first N candidates; the rest keep their order (default 100)"
-    )
-    group.add_argument("--strategy", default="sliding", choices=("sliding", "tournament"), help="default: sliding")
-    group.add_argument(
-        "--max-passage-tokens",
-        type=int,
-        default=512,
-        help="truncate passages to N tokens; 0: no truncation (default 512)",
-    )
-    group.add_argument(
-        "--max-new-tokens", type=int, default=None, help="generation budget per window (default: the prompt mode's)"
-    )
-    group.add_argument(
-        "--on-error",
-        default="raise",
-        choices=("raise", "keep"),
-        help="a failed window raises, or keeps its order (default raise)",
-    )
+    for name, default, meta, value_type, zero_means_none in _cli_settings():
+        shown = "" if meta["secret"] or default is None else f" (default: {default}"
+        if zero_means_none:
+            shown += "; 0: None"
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            type=value_type,
+            default=default,
+            choices=meta["choices"],
+            help=meta["help"] + (shown and shown + ")"),
+        )
     group.add_argument("--concurrency", type=int, default=None, help="openai backend: concurrent requests at most")
 
 
 def build_reranker(args: argparse.Namespace) -> Any:
+    """A :class:`reasonrank.Reranker` from the flags of :func:`add_reranker_options`."""
     from reasonrank import Reranker
 
+    settings = {}
+    for name, _, _, _, zero_means_none in _cli_settings():
+        value = getattr(args, name)
+        settings[name] = None if zero_means_none and value == 0 else value
     backend_kwargs: dict[str, Any] = {}
     if args.concurrency is not None:
         if args.concurrency < 1:
@@ -70,21 +79,7 @@ def build_reranker(args: argparse.Namespace) -> Any:
         backend_kwargs["concurrency"] = args.concurrency
     if args.backend == "openai" and not args.base_url:
         raise ValueError("the openai backend needs --base-url (an OpenAI-compatible /v1 server)")
-    return Reranker(
-        args.model,
-        backend=args.backend,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        prompt_mode=args.prompt_mode,
-        window_size=args.window_size,
-        step=args.step,
-        depth=args.depth,
-        strategy=args.strategy,
-        max_passage_tokens=args.max_passage_tokens or None,
-        max_new_tokens=args.max_new_tokens,
-        on_error=args.on_error,
-        **backend_kwargs,
-    )
+    return Reranker(**settings, **backend_kwargs)
 
 
 def add_input_options(parser: argparse.ArgumentParser, *, dataset_help: str) -> None:
@@ -149,7 +144,9 @@ def register(subparsers: Any) -> None:
     add_input_options(
         parser, dataset_help="shipped dataset (dl19, dl20, noveleval, bright:TASK) or a JSONL file in their format"
     )
-    parser.add_argument("--output", "--out", "-o", dest="output", required=True, help="where to write the reranked TREC run (.gz ok)")
+    parser.add_argument(
+        "--output", "--out", "-o", dest="output", required=True, help="where to write the reranked TREC run (.gz ok)"
+    )
     parser.add_argument(
         "--traces", default=None, help="write every window (prompt ids, raw output, parsed order) to this JSONL"
     )

@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     teacher = p.add_argument_group("teacher (OpenAI-compatible chat endpoint)")
-    teacher.add_argument("--base-url", required=True, help="e.g. https://api.deepseek.com/v1 or http://localhost:8000/v1")
+    teacher.add_argument(
+        "--base-url", required=True, help="e.g. https://api.deepseek.com/v1 or http://localhost:8000/v1"
+    )
     teacher.add_argument("--model", required=True, help="teacher model name, e.g. deepseek-reasoner")
     teacher.add_argument("--api-key", default=None, help="default: $REASONRANK_API_KEY or $OPENAI_API_KEY")
     teacher.add_argument("--concurrency", type=int, default=8, help="queries (and requests) in flight (default 8)")
@@ -49,7 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     teacher.add_argument("--temperature", type=float, default=0.6, help="default 0.6 (DeepSeek-R1's advice)")
     teacher.add_argument("--timeout", type=float, default=600.0, help="seconds per request (default 600)")
     teacher.add_argument("--max-retries", type=int, default=3, help="retries per failed request (default 3)")
-    teacher.add_argument("--tokenizer", help="local/HF tokenizer for exact passage truncation (default: the server's /tokenize, else words)")
+    teacher.add_argument(
+        "--tokenizer",
+        help="local/HF tokenizer for exact passage truncation (default: the server's /tokenize, else words)",
+    )
     teacher.add_argument("--price-in", type=float, help="$ per 1M prompt tokens, for the cost estimate")
     teacher.add_argument("--price-out", type=float, help="$ per 1M completion tokens")
 
@@ -57,17 +62,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lists.add_argument("--list-size", type=int, default=20, help="passages per list (default 20)")
     lists.add_argument("--pool-size", type=int, default=40, help="first-stage candidates considered (default 40)")
     lists.add_argument("--max-positives", type=int, default=5, help="positives per list at most (default 5)")
-    lists.add_argument("--hard-negatives", type=int, default=None, help="top-ranked negatives per list (default: half the free slots)")
-    lists.add_argument("--positives", default="auto", choices=("auto", "teacher", "qrels"), help="who labels positives (default auto: teacher when a gold answer exists, else qrels, else teacher)")
+    lists.add_argument(
+        "--hard-negatives", type=int, default=None, help="top-ranked negatives per list (default: half the free slots)"
+    )
+    lists.add_argument(
+        "--positives",
+        default="auto",
+        choices=("auto", "teacher", "qrels"),
+        help="who labels positives (default auto: teacher when a gold answer exists, else qrels, else teacher)",
+    )
     lists.add_argument("--min-grade", type=int, default=1, help="qrels grade counted as positive (default 1)")
-    lists.add_argument("--max-passage-tokens", type=int, default=512, help="truncate passages in the prompts; 0: off (default 512)")
+    lists.add_argument(
+        "--max-passage-tokens", type=int, default=512, help="truncate passages in the prompts; 0: off (default 512)"
+    )
     lists.add_argument("--threshold", type=float, default=0.4, help="keep samples with nDCG@10 >= this (default 0.4)")
     lists.add_argument("--seed", type=int, default=0, help="seed of the list sampling (default 0)")
     p.set_defaults(func=run)
 
 
 def _load(args: argparse.Namespace):
-    from reasonrank.training.synthesis import (
+    from reasonrank.synthesis import (
         BM25Retriever,
         attach_qrels,
         load_corpus,
@@ -104,7 +118,7 @@ def _load(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from reasonrank.core.types import SamplingParams
-    from reasonrank.training.synthesis import ListConfig, SynthesisConfig, synthesize
+    from reasonrank.synthesis import ListConfig, SynthesisConfig, synthesize
 
     if args.concurrency < 1:
         raise ValueError(f"--concurrency must be >= 1, got {args.concurrency}")

@@ -13,13 +13,22 @@ def register(subparsers) -> None:
         description="Run one training stage from a YAML config; shipped configs: reasonrank/training/configs/.",
     )
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for stage, text in (("sft", "cold-start supervised fine-tuning (TRL SFTTrainer)"),
-                        ("grpo", "GRPO with the multi-view ranking reward (TRL GRPOTrainer)")):
+    for stage, text in (
+        ("sft", "cold-start supervised fine-tuning (TRL SFTTrainer)"),
+        ("grpo", "GRPO with the multi-view ranking reward (TRL GRPOTrainer)"),
+    ):
         sub = stages.add_parser(stage, help=text, description=text)
-        sub.add_argument("--config", required=True,
-                         help="YAML file, or the name of a shipped config (e.g. tiny-cpu-sft)")
-        sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a config field (dotted for nested: lora.r=8); repeatable")
+        sub.add_argument(
+            "--config", required=True, help="YAML file, or the name of a shipped config (e.g. tiny-cpu-sft)"
+        )
+        sub.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config field (dotted for nested: lora.r=8); repeatable",
+        )
         sub.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
         sub.set_defaults(func=run)
 

@@ -1,9 +1,11 @@
-"""The shared reranker core: prompts, parsing, window schedules, backends. Imports no framework."""
+"""The shared reranker core: settings, prompts, passages, parsing, window schedules, backends. Imports no framework."""
 
 from reasonrank.core.backends import Backend, make_backend
+from reasonrank.core.config import RerankerConfig, default_sampling
 from reasonrank.core.parsing import ParsedAnswer, parse_ranking, parse_response
+from reasonrank.core.passages import prepare_passages
 from reasonrank.core.prompts import PromptMode, build_messages, prepare_passage
-from reasonrank.core.reranker import Reranker, default_sampling
+from reasonrank.core.reranker import Reranker
 from reasonrank.core.types import (
     BackendError,
     ChatRequest,
@@ -23,6 +25,7 @@ __all__ = [
     "PromptMode",
     "RerankResult",
     "Reranker",
+    "RerankerConfig",
     "SamplingParams",
     "SlidingWindow",
     "Strategy",
@@ -34,5 +37,6 @@ __all__ = [
     "parse_ranking",
     "parse_response",
     "prepare_passage",
+    "prepare_passages",
     "sliding_windows",
 ]

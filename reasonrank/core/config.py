@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reasonrank.core.backends import BACKENDS
 from reasonrank.core.prompts import PromptMode
 from reasonrank.core.types import SamplingParams
 
@@ -38,7 +39,6 @@ __all__ = [
     "setting_fields",
 ]
 
-BACKENDS = ("openai", "transformers", "vllm")
 STRATEGIES = ("sliding", "tournament")
 PROMPT_MODES = tuple(m.value for m in PromptMode)
 ON_ERROR = ("raise", "keep")
@@ -108,7 +108,9 @@ class RerankerConfig:
     top_k: int | None = _setting(None, "top-k sampling, -1 off (None: the prompt mode's)")
     min_p: float | None = _setting(None, "min-p sampling (None: the prompt mode's)")
     seed: int | None = _setting(None, "sampling seed")
-    on_error: str = _setting("raise", "a failed window raises, or keeps its order (flagged in the trace)", choices=ON_ERROR)
+    on_error: str = _setting(
+        "raise", "a failed window raises, or keeps its order (flagged in the trace)", choices=ON_ERROR
+    )
     show_progress: bool = _setting(False, "a progress bar over windows", cli=False)
     backend_kwargs: Mapping[str, Any] = _setting(
         dict, "extra keywords for the backend's constructor (timeout=, device=, ...)", cli=False
@@ -124,8 +126,13 @@ class RerankerConfig:
         from reasonrank.core.backends.base import Backend
         from reasonrank.core.windows import Strategy
 
+        for name in ("backend", "strategy"):  # names are case-insensitive
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, getattr(self, name).lower())
         if not (isinstance(self.backend, Backend) or self.backend in BACKENDS):
-            raise ValueError(f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)} (or pass a Backend)")
+            raise ValueError(
+                f"unknown backend {self.backend!r}; choose one of: {', '.join(BACKENDS)} (or pass a Backend)"
+            )
         if not (isinstance(self.strategy, Strategy) or self.strategy in STRATEGIES):
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
         object.__setattr__(self, "prompt_mode", PromptMode.parse(self.prompt_mode).value)
@@ -230,9 +237,7 @@ def _integer(name: str, value: Any, *, minimum: int, optional: bool = False) -> 
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
-def _number(
-    name: str, value: Any, *, minimum: float, maximum: float = math.inf, open_minimum: bool = False
-) -> None:
+def _number(name: str, value: Any, *, minimum: float, maximum: float = math.inf, open_minimum: bool = False) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from reasonrank.core.format import OUTPUT_RE_LENIENT
+
 __all__ = ["ParsedAnswer", "parse_ranking", "parse_response"]
 
-_ANSWER = re.compile(r"<think>.*?</think>\s*<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _ANSWER_ONLY = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
@@ -47,7 +48,10 @@ class ParsedAnswer:
 
 
 def _answer_text(text: str, *, direct: bool) -> tuple[str | None, list[str]]:
-    match = _ANSWER.search(text) or _ANSWER_ONLY.search(text)
+    match = OUTPUT_RE_LENIENT.search(text)
+    if match:  # the full grammar: <think>...</think> <answer>...</answer>
+        return match.group(2).strip(), []
+    match = _ANSWER_ONLY.search(text)
     if match:
         return match.group(1).strip(), []
     opens = list(_ANSWER_OPEN.finditer(text))

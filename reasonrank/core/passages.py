@@ -60,9 +60,7 @@ def escape_ids(content: str) -> str:
     return _BRACKETED_NUMBER.sub(r"(\1)", content)
 
 
-def passage_contents(
-    passages: Sequence[Passage], max_tokens: int | None
-) -> Generator[list[str], list[str], list[str]]:
+def passage_contents(passages: Sequence[Passage], max_tokens: int | None) -> Generator[list[str], list[str], list[str]]:
     """Prompt contents of ``passages``; yields the cleaned texts once to be truncated (when ``max_tokens``)."""
     cleaned = [clean_passage(p) for p in passages]
     if max_tokens is not None and cleaned:

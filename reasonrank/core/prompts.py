@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import ftfy
 
+from reasonrank.core.format import ANSWER_PATTERN
+
 __all__ = [
     "PromptMode",
     "SYSTEM_PROMPT",
@@ -21,8 +23,6 @@ __all__ = [
     "ANSWER_PATTERN",
     "build_messages",
     "normalize_query",
-    "passage_text",
-    "clean_passage",
     "finish_passage",
     "prepare_passage",
     "render_prompt",
@@ -40,7 +40,7 @@ class PromptMode(str, Enum):
     DIRECT = "direct"  # rank_GPT: non-reasoning RankGPT-style listwise ranking
 
     @classmethod
-    def parse(cls, value: "PromptMode | str") -> "PromptMode":
+    def parse(cls, value: PromptMode | str) -> PromptMode:
         if isinstance(value, PromptMode):
             return value
         aliases = {
@@ -74,8 +74,6 @@ SYSTEM_PROMPT_REASONING = (
     "within <think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process "
     "here </think> <answer> answer here </answer>."
 )
-# The format regex of the toml (a literal string, so the backslash is kept).
-ANSWER_PATTERN = r"<think>.*?</think>\s*<answer>(.*?)</answer>"
 
 _PREFIX = (
     "I will provide you with {num} passages, each indicated by a numerical identifier []. "
@@ -99,8 +97,6 @@ _SUFFIX_TAIL = {
 }
 
 _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
-# Field priority of the authors' ``convert_doc_to_prompt_content``.
-_TEXT_FIELDS = ("text", "segment", "contents", "content", "body", "passage")
 
 
 # The only ASCII characters ftfy changes: C0 controls other than \t \n \f, DEL, \r (line breaks), and '&'
@@ -111,9 +107,7 @@ _MAX_SEGMENT = ftfy.TextFixerConfig().max_decode_length
 
 def _untouched(segment: str, unescape_html: bool | str) -> bool:
     return (
-        segment.isascii()
-        and not _FTFY_TOUCHES_ASCII.search(segment)
-        and (unescape_html is False or "&" not in segment)
+        segment.isascii() and not _FTFY_TOUCHES_ASCII.search(segment) and (unescape_html is False or "&" not in segment)
     )
 
 
@@ -164,54 +158,6 @@ def normalize_query(query: str) -> str:
     return _BRACKETED_NUMBER.sub(r"(\1)", query).strip()
 
 
-def passage_text(passage: str | Mapping[str, Any]) -> str:
-    """The raw text of a passage: a string, or a dict with a text field and an optional title."""
-    if isinstance(passage, str):
-        return passage
-    if not isinstance(passage, Mapping):
-        raise TypeError(f"a passage must be a str or a dict with a 'text' field, got {type(passage).__name__}")
-    text = None
-    for field in _TEXT_FIELDS:
-        value = passage.get(field)
-        if value is not None:
-            text = value
-            break
-    if text is None:
-        raise ValueError(
-            f"passage dict has no text field (expected one of {', '.join(_TEXT_FIELDS)}); keys: {sorted(passage)}"
-        )
-    if not isinstance(text, str):
-        raise TypeError(f"passage text must be a str, got {type(text).__name__}")
-    title = passage.get("title")
-    if title:
-        return f"Title: {title} Content: {text}"
-    return text
-
-
-def clean_passage(passage: str | Mapping[str, Any]) -> str:
-    """Steps before truncation: text (with title), strip, ftfy."""
-    return fix_text(passage_text(passage).strip())
-
-
-def finish_passage(content: str) -> str:
-    """Step after truncation: ``[n]`` -> ``(n)`` so passage text cannot pose as an identifier."""
-    return _BRACKETED_NUMBER.sub(r"(\1)", content)
-
-
-def prepare_passage(
-    passage: str | Mapping[str, Any],
-    truncate: Callable[[str], str] | None = None,
-) -> str:
-    """Prompt content for one passage, in the authors' order: title, strip, ftfy, truncate, ``[n]``->``(n)``.
-
-    ``truncate`` keeps the first ``max_passage_tokens`` tokens (a backend's ``truncate``).
-    """
-    content = clean_passage(passage)
-    if truncate is not None:
-        content = truncate(content)
-    return finish_passage(content)
-
-
 def _fix_message(content: str) -> str:
     # The authors run ftfy over the whole rendered chat prompt. That prompt contains '<' (chat markup),
     # which turns off HTML unescaping, so the per-message equivalent is unescape_html=False.
@@ -225,8 +171,8 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """Chat messages (system, user) asking the model to rank one window.
 
-    ``passages`` are prompt contents already prepared with :func:`prepare_passage` (normalized and
-    truncated), in the window's current order; they are numbered ``[1]..[num]`` inside the window.
+    ``passages`` are prompt contents already prepared by :mod:`reasonrank.core.passages` (cleaned,
+    truncated, ids escaped), in the window's current order; they are numbered ``[1]..[num]`` inside the window.
     """
     mode = PromptMode.parse(mode)
     query = normalize_query(query)
@@ -246,3 +192,31 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], **template_kwa
     """Render with the model's chat template and run ftfy over the whole string, as the authors do."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kwargs)
     return fix_text(text)
+
+
+# ---------------------------------------------------------------------- kept for callers being migrated
+# The passage steps live in reasonrank.core.passages; these names stay here until every caller imports
+# them from there. Resolved lazily: passages imports fix_text from this module.
+def __getattr__(name: str) -> Any:
+    if name in ("clean_passage", "passage_text"):
+        from reasonrank.core import passages
+
+        return getattr(passages, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def finish_passage(content: str) -> str:
+    """Kept for callers being migrated: :func:`reasonrank.core.passages.escape_ids`."""
+    from reasonrank.core.passages import escape_ids
+
+    return escape_ids(content)
+
+
+def prepare_passage(passage: str | Mapping[str, Any], truncate: Callable[[str], str] | None = None) -> str:
+    """Kept for callers being migrated: one passage through :func:`reasonrank.core.passages.prepare_passages`."""
+    from reasonrank.core.passages import prepare_passages
+
+    def each(texts: list[str], _max_tokens: int) -> list[str]:
+        return [truncate(t) for t in texts]  # type: ignore[misc]
+
+    return prepare_passages([passage], each if truncate else None, max_tokens=0)[0]

@@ -192,6 +192,60 @@ def _corpus_file(corpus: Path, task: str) -> Path:
     )
 
 
+@dataclass
+class _BrightQuery:
+    task: str
+    qid: str
+    query: str
+    gold: list[str]
+    excluded: set[str]
+    candidates: list[Candidate]
+
+
+def _bright_query(path: Path, number: int, line: str, wanted: list[str] | None) -> _BrightQuery | None:
+    """One line of the BRIGHT file (None when its task is not wanted); errors name the file and line."""
+    try:
+        record = json.loads(line)
+        task, qid = record["task"], str(record["qid"])
+        if wanted is not None and task not in wanted:
+            return None
+        gold = [str(g) for g in record["gold_ids"]]
+        excluded = {str(e) for e in record.get("excluded_ids_in_top100", record.get("excluded_ids", []))}
+        cands = [Candidate(str(docid), float(score)) for docid, score in record["reasonir_top100"]]
+        # the original query: reranking never uses the GPT-4 rewrite
+        entry = _BrightQuery(task, qid, record["query"], gold, excluded, cands)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path}:{number}: expected a BRIGHT record {{'task', 'qid', 'query', 'gold_ids', 'reasonir_top100'}}: {err!r}"
+        ) from None
+    overlap = excluded & set(gold)
+    if overlap:
+        raise ValueError(f"{path}:{number}: {task} query {qid}: excluded ids are also gold ids: {sorted(overlap)}")
+    return entry
+
+
+def _add_bright_query(datasets: dict[str, Dataset], q: _BrightQuery, where: str) -> None:
+    ds = datasets.setdefault(q.task, Dataset(f"bright/{q.task}", {}, {}, {}, {}))
+    if q.qid in ds.candidates:
+        raise ValueError(f"{where}: {q.task} query {q.qid} appears twice")
+    ds.queries[q.qid] = q.query
+    ds.candidates[q.qid] = q.candidates
+    if q.gold:
+        ds.qrels[q.qid] = {g: 1 for g in q.gold}
+    if q.excluded:
+        ds.excluded[q.qid] = q.excluded
+
+
+def _check_bright_tasks(tasks: Iterable[str] | None) -> list[str] | None:
+    wanted = list(tasks) if tasks is not None else None
+    for task in wanted or ():
+        if task not in BRIGHT_TASKS:
+            raise ValueError(f"unknown BRIGHT task {task!r}; tasks are {', '.join(BRIGHT_TASKS)}")
+    return wanted
+
+
 def load_bright(
     path: str | Path,
     tasks: Iterable[str] | None = None,
@@ -206,39 +260,12 @@ def load_bright(
     ``contents``, or a folder with one per task) fills the texts for reranking.
     """
     path = Path(path)
-    wanted = list(tasks) if tasks is not None else None
-    for task in wanted or ():
-        if task not in BRIGHT_TASKS:
-            raise ValueError(f"unknown BRIGHT task {task!r}; tasks are {', '.join(BRIGHT_TASKS)}")
+    wanted = _check_bright_tasks(tasks)
     datasets: dict[str, Dataset] = {}
     for number, line in iter_lines(path):
-        try:
-            record = json.loads(line)
-            task, qid = record["task"], str(record["qid"])
-            if wanted is not None and task not in wanted:
-                continue
-            gold = [str(g) for g in record["gold_ids"]]
-            excluded = {str(e) for e in record.get("excluded_ids_in_top100", record.get("excluded_ids", []))}
-            run = record["reasonir_top100"]
-            cands = [Candidate(str(docid), float(score)) for docid, score in run]
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: invalid JSON ({err.msg})") from None
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(
-                f"{path}:{number}: expected a BRIGHT record {{'task', 'qid', 'query', 'gold_ids', 'reasonir_top100'}}: {err!r}"
-            ) from None
-        overlap = excluded & set(gold)
-        if overlap:
-            raise ValueError(f"{path}:{number}: {task} query {qid}: excluded ids are also gold ids: {sorted(overlap)}")
-        ds = datasets.setdefault(task, Dataset(f"bright/{task}", {}, {}, {}, {}))
-        if qid in ds.candidates:
-            raise ValueError(f"{path}:{number}: {task} query {qid} appears twice")
-        ds.queries[qid] = record["query"]  # the original query: reranking never uses the GPT-4 rewrite
-        ds.candidates[qid] = cands
-        if gold:
-            ds.qrels[qid] = {g: 1 for g in gold}
-        if excluded:
-            ds.excluded[qid] = excluded
+        query = _bright_query(path, number, line, wanted)
+        if query is not None:
+            _add_bright_query(datasets, query, f"{path}:{number}")
     if wanted is not None:
         absent = [t for t in wanted if t not in datasets]
         if absent:

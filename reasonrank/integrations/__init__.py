@@ -1,1 +1,1 @@
-"""Framework adapters. Each submodule imports its framework; import the one you use."""
+"""Framework adapters. Each submodule imports its framework; import the one you use. ``adapter`` is what they share."""

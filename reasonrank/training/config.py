@@ -41,8 +41,10 @@ class DataSettings:
     max_passage_tokens: int = 512
     # Keep a record only if nDCG@10 of the teacher list vs its own positives >= this (paper: 0.4). None: off.
     self_consistency_threshold: float | None = 0.4
-    # Files of evaluation queries (e.g. BRIGHT's jsonl.gz) whose duplicates are removed from training.
-    decontaminate: list[str] = field(default_factory=list)
+    # Evaluation queries whose duplicates are removed from training: "builtin" (DL19, DL20, NovelEval and
+    # BRIGHT from the shared data folder), one of those names, or your own JSONL(.gz) files with a "query"
+    # field. [] turns decontamination off. The run's data_report.txt lists every dropped record.
+    decontaminate: list[str] = field(default_factory=lambda: ["builtin"])
     # Also drop near-duplicates: word-trigram Jaccard similarity >= this with an evaluation query. None: exact only.
     decontaminate_near_threshold: float | None = None
     on_error: Literal["raise", "skip"] = "raise"
@@ -89,6 +91,8 @@ class _RunConfig:
     dtype: str = "auto"  # torch dtype to load the model in: auto, bfloat16, float16, float32
     attn_implementation: str | None = None  # e.g. flash_attention_2
     plot: bool = True  # write reward/loss plot PNG from the log history
+    # Build the toy task's tiny model (<dir>/model) and data (<dir>/data) here first when missing (tiny-cpu configs).
+    toy_workspace: str | None = None
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +109,7 @@ class _RunConfig:
         if self.finetuning not in ("full", "lora", "qlora"):
             raise ValueError(f"config: finetuning must be full, lora or qlora, got {self.finetuning!r}")
         if self.finetuning == "qlora":
-            from reasonrank.training.common import require_bitsandbytes
+            from reasonrank.training.models import require_bitsandbytes
 
             require_bitsandbytes()
         from reasonrank.core.prompts import PromptMode
@@ -152,6 +156,15 @@ class GRPORunConfig(_RunConfig):
     ndcg_weight: float = 1.0
     recall_weight: float = 0.2
     rbo_weight: float = 0.1
+    # "lenient": the authors' answer check (digit ids, count and distinct count as the teacher list's);
+    # "strict": exactly "[a] > [b] > ..." over 1..n. Both give 0 for ids outside 1..n (rewards module).
+    answer_check: Literal["lenient", "strict"] = "lenient"
+    # Periodic validation (verl: test_freq on val.parquet): every validation_steps optimizer steps (and at
+    # step 0) greedy answers on the validation records give val/reward, val/valid, val/ndcg@10. 0: off.
+    validation_steps: int = 0
+    validation_files: list[str] = field(default_factory=list)  # read like data.train_files (no filters)
+    validation_size: int = 0  # without validation_files: hold out this many training records instead
+    validation_batch_size: int = 8
     # The SFT adapter to continue (PEFT dir); otherwise a new LoRA is put on ``model`` when finetuning=lora.
     init_adapter: str | None = None
     use_vllm: bool = False
@@ -167,11 +180,19 @@ class GRPORunConfig(_RunConfig):
             raise ValueError("config: num_generations (group size) must be >= 2")
         if self.reward not in ("multiview", "ndcg"):
             raise ValueError(f"config: reward must be 'multiview' or 'ndcg', got {self.reward!r}")
+        if self.answer_check not in ("lenient", "strict"):
+            raise ValueError(f"config: answer_check must be 'lenient' or 'strict', got {self.answer_check!r}")
         from reasonrank.core.prompts import PromptMode
 
         if not PromptMode.parse(self.data.prompt_mode).reasons:
-            raise ValueError(f"config: GRPO needs a reasoning prompt mode (the reward requires <think>/<answer>), "
-                             f"got data.prompt_mode={self.data.prompt_mode!r}")
+            raise ValueError(
+                f"config: GRPO needs a reasoning prompt mode (the reward requires <think>/<answer>), "
+                f"got data.prompt_mode={self.data.prompt_mode!r}"
+            )
+        if self.validation_steps < 0 or self.validation_size < 0:
+            raise ValueError("config: validation_steps and validation_size must be >= 0")
+        if self.validation_steps and not (self.validation_files or self.validation_size):
+            raise ValueError("config: validation_steps needs validation_files or validation_size > 0")
         if self.steps_per_generation is not None and self.steps_per_generation < 1:
             raise ValueError("config: steps_per_generation must be >= 1 (or null)")
         if self.vllm_mode not in ("colocate", "server"):
@@ -241,7 +262,9 @@ def shipped_config(name: str) -> Path:
     return path
 
 
-def load_config(cls: type[T], source: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None) -> T:
+def load_config(
+    cls: type[T], source: str | Path | dict[str, Any] | None = None, overrides: list[str] | None = None
+) -> T:
     """Build ``cls`` from a YAML file (or shipped config name, or dict) plus ``key=value`` overrides."""
     where = "config"
     if source is None:
@@ -263,4 +286,6 @@ def load_config(cls: type[T], source: str | Path | dict[str, Any] | None = None,
         value = getattr(config.data, key)
         if isinstance(value, str):
             setattr(config.data, key, [value])
+    if isinstance(getattr(config, "validation_files", None), str):
+        config.validation_files = [config.validation_files]
     return config

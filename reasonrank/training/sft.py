@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from reasonrank.training.common import (
-    TrainResult, finish_run, load_model, load_tokenizer, lora_config, require_training_stack, trainer_common_kwargs,
-)
 from reasonrank.training.config import SFTRunConfig, load_config
 from reasonrank.training.data import prepare_records, sft_rows
+from reasonrank.training.models import load_model, load_tokenizer, lora_config, require_training_stack
+from reasonrank.training.reports import TrainResult, finish_run
+from reasonrank.training.trainer_args import trainer_common_kwargs
+from reasonrank.training.workspace import ensure_toy_workspace
 
 logger = logging.getLogger(__name__)
 
@@ -30,22 +31,36 @@ def build_sft_trainer(config: SFTRunConfig, rows: list[dict] | None = None, *, c
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    ensure_toy_workspace(config)
     tokenizer = load_tokenizer(config.model)
     reports: list = []
     if rows is None:
         records, reports = prepare_records(config.data)
-        rows = sft_rows(records, tokenizer=tokenizer, mode=config.data.prompt_mode,
-                        max_passage_tokens=config.data.max_passage_tokens,
-                        max_length=config.max_length - _LENGTH_MARGIN)
-    args = SFTConfig(**trainer_common_kwargs(config, SFTConfig, {"max_length": config.max_length,
-                                                                 "completion_only_loss": True}))
-    trainer = SFTTrainer(model=load_model(config), args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, peft_config=lora_config(config), callbacks=callbacks)
+        rows = sft_rows(
+            records,
+            tokenizer=tokenizer,
+            mode=config.data.prompt_mode,
+            max_passage_tokens=config.data.max_passage_tokens,
+            max_length=config.max_length - _LENGTH_MARGIN,
+        )
+    args = SFTConfig(
+        **trainer_common_kwargs(config, SFTConfig, {"max_length": config.max_length, "completion_only_loss": True})
+    )
+    trainer = SFTTrainer(
+        model=load_model(config),
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=lora_config(config),
+        callbacks=callbacks,
+    )
     # TRL silently drops rows whose labels are all masked (e.g. a completion cut off by max_length).
     kept = len(trainer.train_dataset)
     if kept != len(rows):
-        raise RuntimeError(f"SFTTrainer kept {kept} of {len(rows)} examples; some exceed max_length="
-                           f"{config.max_length} in ways passage truncation could not fix")
+        raise RuntimeError(
+            f"SFTTrainer kept {kept} of {len(rows)} examples; some exceed max_length="
+            f"{config.max_length} in ways passage truncation could not fix"
+        )
     return trainer, reports
 
 
@@ -56,5 +71,12 @@ def run_sft(config: SFTRunConfig | str | Path | dict, overrides: list[str] | Non
     config.validate()
     trainer, reports = build_sft_trainer(config)
     output = trainer.train()
-    return finish_run(trainer, config, stage="sft", train_output=output, reports=reports,
-                      adapter=config.finetuning != "full", plot_name="training_curves.png")
+    return finish_run(
+        trainer,
+        config,
+        stage="sft",
+        train_output=output,
+        reports=reports,
+        adapter=config.finetuning != "full",
+        plot_name="training_curves.png",
+    )

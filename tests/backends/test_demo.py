@@ -71,9 +71,21 @@ def test_demo_against_an_openai_compatible_server(capsys):
     from reasonrank.testing import RankingServer
 
     with RankingServer(rank=lambda query, passages: list(reversed(range(len(passages))))) as server:
-        code = main(["demo", "--backend", "openai", "--base-url", server.base_url, "--model", "reasonrank-test"])
+        code = main(
+            [
+                "demo",
+                "--backend",
+                "openai",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "reasonrank-test",
+                "--show-prompt",
+            ]
+        )
     assert code == 0
     out = capsys.readouterr().out
+    assert "Prompt of the first window:\n[system]\n" in out and "\n\n[user]\nI will provide you with 5 passages" in out
     assert out.count("repairs: none (well-formed answer)") == 3
     assert out.count("1. (was #5)") == 3  # every bundled query has 5 passages, reversed
     assert "<answer>[5] > [4] > [3] > [2] > [1]</answer>" in out

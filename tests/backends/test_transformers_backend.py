@@ -126,13 +126,13 @@ def test_stops_on_eos_and_decodes_only_new_tokens(tiny_backend, monkeypatch):
 
 def test_requests_with_different_sampling_are_not_mixed(tiny_backend, monkeypatch):
     configs = []
-    real = tiny_backend.model.generate
+    real = tiny_backend.torch_model.generate
 
     def spy(*args, **kwargs):
         configs.append((kwargs["input_ids"].shape[0], kwargs["generation_config"]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tiny_backend.model, "generate", spy)
+    monkeypatch.setattr(tiny_backend.torch_model, "generate", spy)
     greedy = _request("rank ice")
     sampled = _request("rank ice", temperature=0.8, top_p=0.9, top_k=5, seed=3)
     out = tiny_backend.generate([greedy, sampled, greedy, sampled])
@@ -187,10 +187,10 @@ def test_peft_adapter_loads_and_changes_outputs(tiny_model_dir, tiny_adapter_dir
 
     request = _request("rank passage water tilt", max_new_tokens=8)
     with_adapter = TransformersBackend(str(tiny_model_dir), device="cpu", adapter_path=str(tiny_adapter_dir))
-    assert isinstance(with_adapter.model, PeftModel)
+    assert isinstance(with_adapter.torch_model, PeftModel)
     merged = TransformersBackend(str(tiny_model_dir), device="cpu", adapter_path=str(tiny_adapter_dir),
                                  merge_adapter=True)  # fmt: skip
-    assert not isinstance(merged.model, PeftModel)
+    assert not isinstance(merged.torch_model, PeftModel)
     base_text = tiny_backend.generate([request])[0].text
     adapter_text = with_adapter.generate([request])[0].text
     assert adapter_text != base_text

@@ -325,3 +325,33 @@ def test_bench_from_trec_files_then_compare_with_plot(cli, server, dl19, tmp_pat
     assert float(means["first_stage.trec"][0]) == pytest.approx(metrics["first_stage"]["ndcg@10"], abs=1e-4)
     assert float(means["run.trec"][1]) == pytest.approx(metrics["reranked"]["map"], abs=1e-4)
     assert any(line.startswith("ndcg@10 ") and line.endswith("(4)") for line in stdout.splitlines())
+
+
+def test_reranker_flags_come_from_the_settings(capsys):
+    """Every CLI setting is a flag with its default and help; the values reach Reranker.config as given."""
+    from reasonrank.cli.main import build_parser, main
+    from reasonrank.cli.rerank import build_reranker
+    from reasonrank.core.config import iter_settings
+
+    with pytest.raises(SystemExit):
+        main(["rerank", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name, default, meta in iter_settings():
+        flag = "--" + name.replace("_", "-")
+        assert (flag in help_text) == meta["cli"], flag
+        if meta["cli"] and default is not None:
+            assert f"(default: {default}" in help_text
+            assert " ".join(meta["help"].split()) in help_text
+    parser = build_parser()
+    base = ["rerank", "--dataset", "dl19", "--output", "x.trec", "--base-url", "http://x/v1"]
+    defaults = build_reranker(parser.parse_args(base))
+    assert defaults.config == type(defaults.config)(base_url="http://x/v1")
+    args = parser.parse_args(
+        [*base, "--max-passage-tokens", "0", "--temperature", "0.3", "--top-k", "5", "--seed", "3",
+         "--strategy", "tournament", "--prompt-mode", "qwen3", "--concurrency", "2"]
+    )  # fmt: skip
+    rr = build_reranker(args)
+    assert rr.max_passage_tokens is None and rr.config.max_passage_tokens is None  # 0: no truncation
+    assert (rr.sampling.temperature, rr.sampling.top_k, rr.sampling.seed) == (0.3, 5, 3)
+    assert rr.strategy.name == "tournament" and rr.prompt_mode.value == "qwen3"
+    assert rr.config.backend_kwargs == {"concurrency": 2}

@@ -67,7 +67,7 @@ async def test_success_async_in_request_order(server):
 def test_model_is_asked_from_the_server_once(server):
     with OpenAIBackend(base_url=server.base_url, **FAST) as backend:
         backend.generate([request(), request()])
-        assert backend.model == "reasonrank-test" and backend.name == "openai:reasonrank-test"
+        assert backend.model_name == "reasonrank-test" and backend.name == "openai:reasonrank-test"
     assert [r["model"] for r in server.chat_requests] == ["reasonrank-test"] * 2
 
 
@@ -301,20 +301,20 @@ def test_empty_request_list_makes_no_call(server):
 def test_odd_200_bodies_are_never_model_output(body):
     import httpx
 
-    from reasonrank.core.backends import openai as openai_module
+    from reasonrank.core.backends import http
 
-    with pytest.raises(openai_module._Transient):
-        openai_module._completion(httpx.Response(200, json=body), 0.0)
+    with pytest.raises(http.Transient):
+        http.read_completion(httpx.Response(200, json=body), 0.0)
 
 
 def test_reasoning_cut_at_the_token_cap_keeps_an_open_think():
     import httpx
 
-    from reasonrank.core.backends import openai as openai_module
+    from reasonrank.core.backends import http
 
     message = {"role": "assistant", "content": None, "reasoning_content": "[2] > [1] so far"}
     body = {"choices": [{"message": message, "finish_reason": "length"}], "usage": {"completion_tokens": 3172}}
-    done = openai_module._completion(httpx.Response(200, json=body), 1.5)
+    done = http.read_completion(httpx.Response(200, json=body), 1.5)
     assert done.text == "<think>[2] > [1] so far" and done.finish_reason == "length"
     assert done.completion_tokens == 3172 and done.seconds == 1.5
     assert parse_response(done.text, 2).order == [1, 0]  # the last chain, flagged as such

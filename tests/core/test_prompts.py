@@ -5,15 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reasonrank.core.prompts import (
-    PromptMode,
-    build_messages,
-    clean_passage,
-    fix_text,
-    passage_text,
-    prepare_passage,
-    render_prompt,
-)
+from reasonrank.core import prompts
+from reasonrank.core.passages import clean_passage, passage_text, prepare_passages
+from reasonrank.core.prompts import PromptMode, build_messages, fix_text, render_prompt
 
 SYSTEM_REASONING = (
     "You are RankLLM, an intelligent assistant that can rank passages based on their relevance to the query. "
@@ -72,10 +66,13 @@ def test_query_brackets_become_parentheses_and_query_is_stripped():
 
 
 def test_passage_brackets_become_parentheses_after_truncation():
-    # prepare_passage: strip, ftfy, truncate, then [n] -> (n)
-    assert prepare_passage("  see [3] and [12]  ") == "see (3) and (12)"
-    cut = prepare_passage("one [2] three four", truncate=lambda t: " ".join(t.split()[:2]))
-    assert cut == "one (2)"
+    # prepare_passages: strip, ftfy, truncate, then [n] -> (n)
+    assert prepare_passages(["  see [3] and [12]  "]) == ["see (3) and (12)"]
+    cut = prepare_passages(["one [2] three four"], lambda texts, n: [" ".join(t.split()[:n]) for t in texts], 2)
+    assert cut == ["one (2)"]
+    # the names kept in prompts for callers being migrated give the same
+    assert prompts.prepare_passage("one [2] three four", lambda t: " ".join(t.split()[:2])) == "one (2)"
+    assert prompts.finish_passage("[4]") == "(4)" and prompts.clean_passage is clean_passage
 
 
 def test_ftfy_on_passages_and_final_pass_without_html_unescape():
@@ -132,8 +129,7 @@ def test_render_prompt_gives_the_qwen_chatml_string(chatml_tokenizer):
     messages = build_messages("why do cats purr", [P1, P2])
     user = PREFIX + "\n" + f"[1] {P1}\n[2] {P2}\n" + SUFFIX_HEAD + SUFFIX_TAIL["reasoning"]
     expected = (
-        f"<|im_start|>system\n{SYSTEM_REASONING}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
-        "<|im_start|>assistant\n"
+        f"<|im_start|>system\n{SYSTEM_REASONING}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
     )
     assert render_prompt(chatml_tokenizer, messages) == expected
 

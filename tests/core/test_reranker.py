@@ -177,7 +177,7 @@ def test_backend_is_built_lazily_once(server, monkeypatch):
     rr.rerank("q", scored(range(25)))
     rr.rerank_batch(["a", "b"], [scored(range(5))] * 2)
     assert len(built) == 1 and rr.backend is rr.backend
-    assert rr.backend.concurrency == 2 and rr.backend.model == server.model
+    assert rr.backend.concurrency == 2 and rr.backend.model_name == server.model
     rr.close()
 
 

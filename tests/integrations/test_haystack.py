@@ -19,7 +19,7 @@ from haystack.dataclasses import ByteStream  # noqa: E402
 from haystack.document_stores.in_memory import InMemoryDocumentStore  # noqa: E402
 from haystack.utils import Secret  # noqa: E402
 
-import reasonrank.integrations._common as common  # noqa: E402
+import reasonrank.integrations.adapter as common  # noqa: E402
 from haystack_integrations.components.rankers.reasonrank import ReasonRankRanker  # noqa: E402
 from reasonrank import Reranker  # noqa: E402
 from reasonrank.core.types import BackendError  # noqa: E402
@@ -138,9 +138,10 @@ def test_warm_up_builds_the_reranker_once(srv, store, monkeypatch):
     built = []
 
     class Counting(Reranker):
-        def __init__(self, *args, **kwargs):
-            built.append(kwargs)
-            super().__init__(*args, **kwargs)
+        @classmethod
+        def from_config(cls, config):
+            built.append(config)
+            return super().from_config(config)
 
     monkeypatch.setattr(common, "Reranker", Counting)
     ranker = make(srv, top_k=3)
@@ -154,7 +155,7 @@ def test_warm_up_builds_the_reranker_once(srv, store, monkeypatch):
     ranker.run(query=QUERY, documents=first)
     assert len(built) == 1 and ranker.reranker.backend is backend
     assert [d.id for d in first] == [d.id for d in second]
-    assert built[0]["window_size"] == 5 and built[0]["truncation"] == "words"
+    assert built[0].window_size == 5 and built[0].backend_kwargs == {"truncation": "words"}
 
     ranker.close()  # releases the backend; the next run builds again
     ranker.run(query=QUERY, documents=first)
@@ -205,7 +206,7 @@ def test_zero_and_one_document_need_no_model(srv):
     assert ranker.run(query=QUERY, documents=[]) == {"documents": []}
     one = Document(content="bees", score=3.5, meta={"k": "v"})
     (out,) = ranker.run(query=QUERY, documents=[one])["documents"]
-    assert srv.chat_requests == [] and not ranker._lazy.built
+    assert srv.chat_requests == [] and not ranker._core.built
     assert out.id == one.id and out.content == "bees" and out.score == 1.0
     assert out.meta == {"k": "v", "retrieval_score": 3.5, "reasonrank_rank": 0}
     assert one.score == 3.5 and one.meta == {"k": "v"}

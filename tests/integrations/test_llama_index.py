@@ -267,13 +267,18 @@ def test_top_n_larger_than_input_returns_all(server):
 
 def test_duplicate_node_ids_are_kept(server):
     node = TextNode(text=TEXTS[0], id_="same")
-    dup = [NodeWithScore(node=node, score=0.2), NodeWithScore(node=TextNode(text=TEXTS[1], id_="same"), score=0.5),
-           NodeWithScore(node=node, score=0.1)]
+    dup = [
+        NodeWithScore(node=node, score=0.2),
+        NodeWithScore(node=TextNode(text=TEXTS[1], id_="same"), score=0.5),
+        NodeWithScore(node=node, score=0.1),
+    ]
     out = rerank_for(server, top_n=None).postprocess_nodes(dup, query_str=QUERY)
     assert [n.node.node_id for n in out] == ["same"] * 3
     # ranked by position: equal texts keep input order, so the two copies keep their own retrieval scores
     assert [(n.node.get_content(), n.node.metadata["retrieval_score"]) for n in out] == [
-        (TEXTS[0], 0.2), (TEXTS[0], 0.1), (TEXTS[1], 0.5)
+        (TEXTS[0], 0.2),
+        (TEXTS[0], 0.1),
+        (TEXTS[1], 0.5),
     ]
 
 
@@ -350,8 +355,16 @@ def test_settings_are_fixed_after_construction(server):
 
 
 def test_settings_reach_the_core(server):
-    rr = rerank_for(server, window_size=4, step=2, depth=5, strategy="tournament", prompt_mode="direct",
-                    max_new_tokens=64, backend_kwargs={"max_retries": 0})
+    rr = rerank_for(
+        server,
+        window_size=4,
+        step=2,
+        depth=5,
+        strategy="tournament",
+        prompt_mode="direct",
+        max_new_tokens=64,
+        backend_kwargs={"max_retries": 0},
+    )
     core = rr.reranker
     assert (core.window_size, core.step, core.depth, core.prompt_mode.value) == (4, 2, 5, "direct")
     assert core.sampling.max_new_tokens == 64

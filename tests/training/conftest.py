@@ -9,7 +9,7 @@ import pytest
 def tiny_model_dir(tmp_path_factory):
     """A random tiny Qwen3 with a local BPE tokenizer saved on disk (loads with from_pretrained)."""
     pytest.importorskip("trl")
-    from reasonrank.training.toy import build_tiny_model
+    from reasonrank.testing.toy import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
@@ -17,6 +17,6 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory):
     """A toy task in the released layout: training_data_all.jsonl + id_query/ + id_doc/."""
-    from reasonrank.training.toy import make_task, write_task
+    from reasonrank.testing.toy import make_task, write_task
 
     return write_task(make_task(16, seed=3), tmp_path_factory.mktemp("toy") / "data")

@@ -6,8 +6,14 @@ import yaml
 from reasonrank.cli.main import main
 from reasonrank.training.config import GRPORunConfig, SFTRunConfig, apply_overrides, load_config, shipped_config
 
-SHIPPED = ["reasonrank-7b-sft", "reasonrank-32b-sft-lora", "reasonrank-7b-grpo", "reasonrank-32b-grpo-lora",
-           "tiny-cpu-sft", "tiny-cpu-grpo"]
+SHIPPED = [
+    "reasonrank-7b-sft",
+    "reasonrank-32b-sft-lora",
+    "reasonrank-7b-grpo",
+    "reasonrank-32b-grpo-lora",
+    "tiny-cpu-sft",
+    "tiny-cpu-grpo",
+]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -21,10 +27,20 @@ def test_paper_settings():
     sft7 = load_config(SFTRunConfig, "reasonrank-7b-sft")
     assert (sft7.finetuning, sft7.learning_rate, sft7.num_train_epochs, sft7.max_length) == ("full", 5e-6, 5, 23552)
     sft32 = load_config(SFTRunConfig, "reasonrank-32b-sft-lora")
-    assert (sft32.finetuning, sft32.lora.r, sft32.lora.alpha, sft32.lora.target_modules) == ("lora", 32, 32, "all-linear")
+    assert (sft32.finetuning, sft32.lora.r, sft32.lora.alpha, sft32.lora.target_modules) == (
+        "lora",
+        32,
+        32,
+        "all-linear",
+    )
     grpo = load_config(GRPORunConfig, "reasonrank-7b-grpo")
-    assert (grpo.num_generations, grpo.beta, grpo.epsilon, grpo.max_completion_length, grpo.learning_rate) == \
-        (8, 0.001, 0.2, 3072, 1e-6)
+    assert (grpo.num_generations, grpo.beta, grpo.epsilon, grpo.max_completion_length, grpo.learning_rate) == (
+        8,
+        0.001,
+        0.2,
+        3072,
+        1e-6,
+    )
     # verl: 16 prompts x 8 = 128 completions per generation, 2 updates of 64 (8 GPUs x 8 per device)
     assert grpo.per_device_train_batch_size * 8 * grpo.steps_per_generation == 16 * grpo.num_generations
     assert (grpo.loss_type, grpo.use_vllm, grpo.vllm_mode) == ("dapo", True, "colocate")
@@ -35,23 +51,33 @@ def test_paper_settings():
 
 
 def test_accelerate_configs_are_shipped():
-    import reasonrank.training as pkg
     from pathlib import Path
 
+    import reasonrank.training as pkg
+
     folder = Path(pkg.__file__).parent / "configs" / "accelerate"
-    kinds = {name: yaml.safe_load((folder / name).read_text())["distributed_type"]
-             for name in ("deepspeed_zero3.yaml", "fsdp.yaml", "multi_gpu.yaml")}
+    kinds = {
+        name: yaml.safe_load((folder / name).read_text())["distributed_type"]
+        for name in ("deepspeed_zero3.yaml", "fsdp.yaml", "multi_gpu.yaml")
+    }
     assert kinds == {"deepspeed_zero3.yaml": "DEEPSPEED", "fsdp.yaml": "FSDP", "multi_gpu.yaml": "MULTI_GPU"}
-    assert yaml.safe_load((folder / "fsdp.yaml").read_text())["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    assert (
+        yaml.safe_load((folder / "fsdp.yaml").read_text())["fsdp_config"]["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    )
 
 
 def test_overrides_and_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: m\ndata: {train_files: a.jsonl}\nlora: {r: 4}\n")
-    config = load_config(SFTRunConfig, path, ["lora.r=8", "learning_rate=1e-4", "data.decontaminate=[x.gz]",
-                                              "finetuning=lora"])
-    assert (config.lora.r, config.learning_rate, config.data.train_files, config.data.decontaminate) == \
-        (8, 1e-4, ["a.jsonl"], ["x.gz"])
+    config = load_config(
+        SFTRunConfig, path, ["lora.r=8", "learning_rate=1e-4", "data.decontaminate=[x.gz]", "finetuning=lora"]
+    )
+    assert (config.lora.r, config.learning_rate, config.data.train_files, config.data.decontaminate) == (
+        8,
+        1e-4,
+        ["a.jsonl"],
+        ["x.gz"],
+    )
     with pytest.raises(ValueError, match="unknown field"):
         load_config(SFTRunConfig, path, ["lora.rank=8"])
     with pytest.raises(ValueError, match="key=value"):
@@ -82,8 +108,15 @@ def test_qlora_without_bitsandbytes_is_a_clear_error(toy_data):
     from reasonrank.training.sft import run_sft
 
     with pytest.raises(ImportError, match="bitsandbytes"):
-        run_sft({"model": "unused", "finetuning": "qlora", "data": {"train_files": [str(toy_data)]}, "use_cpu": True,
-                 "bf16": False})
+        run_sft(
+            {
+                "model": "unused",
+                "finetuning": "qlora",
+                "data": {"train_files": [str(toy_data)]},
+                "use_cpu": True,
+                "bf16": False,
+            }
+        )
 
 
 def test_vllm_without_vllm_is_a_clear_error():
@@ -104,6 +137,10 @@ def test_cli_missing_vllm_is_an_error_message(capsys, tmp_path):
 
     if is_vllm_available():
         pytest.skip("vllm installed")
-    assert main(["train", "grpo", "--config", "tiny-cpu-grpo", "--set", "use_vllm=true",
-                 "--set", f"output_dir={tmp_path}"]) == 2
+    assert (
+        main(
+            ["train", "grpo", "--config", "tiny-cpu-grpo", "--set", "use_vllm=true", "--set", f"output_dir={tmp_path}"]
+        )
+        == 2
+    )
     assert "vLLM" in capsys.readouterr().err

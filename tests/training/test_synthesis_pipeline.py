@@ -1,6 +1,6 @@
 """End-to-end synthesis against a real OpenAI-compatible teacher server on 127.0.0.1.
 
-The teacher (:class:`reasonrank.training.synthesis.testing.TeacherServer`) answers both prompts
+The teacher (:class:`reasonrank.testing.teacher.TeacherServer`) answers both prompts
 deterministically and injects malformed answers, HTTP 500s and dropped connections on request; the
 pipeline talks to it through the core's OpenAI backend, as it would to DeepSeek-R1 or a vLLM server.
 """
@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank.core.prompts import clean_passage
-from reasonrank.training.metrics import ndcg_at_k
-from reasonrank.training.synthesis import (
+from reasonrank.core.passages import clean_passage
+from reasonrank.synthesis import (
     BM25Retriever,
     SynthesisConfig,
     Synthesizer,
     load_corpus,
     load_queries,
 )
-from reasonrank.training.synthesis.testing import TeacherServer
 from reasonrank.testing import lexical_ranking
+from reasonrank.testing.teacher import TeacherServer
+from reasonrank.training.ranking_metrics import ndcg_at_k
 
 FIXTURES = Path(__file__).parent / "synthesis_fixtures"
 FIELDS = {"dataset", "qid", "initial_list", "final_list", "reasoning", "relevant_docids"}
@@ -97,7 +97,9 @@ def check_released_format(out: Path) -> list[dict]:
     for r in records + read(out / "dropped.jsonl"):
         assert FIELDS <= set(r)
         assert r["qid"] in queries
-        assert sorted(r["final_list"]) == sorted(r["initial_list"]) and len(set(r["initial_list"])) == len(r["initial_list"])
+        assert sorted(r["final_list"]) == sorted(r["initial_list"]) and len(set(r["initial_list"])) == len(
+            r["initial_list"]
+        )
         assert set(r["relevant_docids"]) <= set(r["initial_list"])
         assert all(d in docs for d in r["initial_list"])
     for r in records:
@@ -266,7 +268,10 @@ def test_dl19_example_runs_offline_and_hands_off_to_sft(shared_data, tmp_path):
     out = tmp_path / "dl19"
     done = subprocess.run(
         [sys.executable, str(example), "--queries", "3", "--out", str(out), "--data", str(shared_data)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr
     assert "msmarco-dl19" in done.stdout
@@ -286,11 +291,33 @@ def test_resume_after_a_killed_run(tmp_path):
     out = tmp_path / "out"
     qfile = tmp_path / "queries.jsonl"
     topics = ["honey bees nectar", "ocean tides moon", "blue sky scattering", "python list comprehension"]
-    qfile.write_text("".join(json.dumps({"id": f"q{i}", "query": topics[i % 4], "answer": topics[i % 4]}) + "\n" for i in range(12)))
+    qfile.write_text(
+        "".join(json.dumps({"id": f"q{i}", "query": topics[i % 4], "answer": topics[i % 4]}) + "\n" for i in range(12))
+    )
     with TeacherServer(delay=0.15) as server:
-        cmd = [sys.executable, "-m", "reasonrank.cli.main", "synthesize", "--queries", str(qfile),
-               "--corpus", str(FIXTURES / "corpus.jsonl"), "--out", str(out), "--base-url", server.base_url,
-               "--model", "teacher-test", "--api-key", "k", "--concurrency", "2", "--max-retries", "0", "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "reasonrank.cli.main",
+            "synthesize",
+            "--queries",
+            str(qfile),
+            "--corpus",
+            str(FIXTURES / "corpus.jsonl"),
+            "--out",
+            str(out),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "teacher-test",
+            "--api-key",
+            "k",
+            "--concurrency",
+            "2",
+            "--max-retries",
+            "0",
+            "--no-progress",
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         data = out / "training_data_all.jsonl"
@@ -320,13 +347,43 @@ def test_cli_with_the_dataset_shape_and_bad_input(tmp_path, capsys):
     dataset = tmp_path / "web.jsonl"
     corpus = load_corpus(FIXTURES / "corpus.jsonl")
     rows = [
-        {"qid": "b1", "query": "how do bees make honey", "candidates": [{"docid": d, "score": 1.0, "text": corpus[d]["text"]} for d in ("bee3", "bee1", "bee4", "bee2", "misc1")], "qrels": {"bee1": 2, "bee2": 1, "bee3": 0}},
-        {"qid": "b2", "query": "why is the sky blue", "candidates": [{"docid": d, "score": 1.0, "text": corpus[d]["text"]} for d in ("sky3", "sky1")], "qrels": {"sky1": 1}},
+        {
+            "qid": "b1",
+            "query": "how do bees make honey",
+            "candidates": [
+                {"docid": d, "score": 1.0, "text": corpus[d]["text"]} for d in ("bee3", "bee1", "bee4", "bee2", "misc1")
+            ],
+            "qrels": {"bee1": 2, "bee2": 1, "bee3": 0},
+        },
+        {
+            "qid": "b2",
+            "query": "why is the sky blue",
+            "candidates": [{"docid": d, "score": 1.0, "text": corpus[d]["text"]} for d in ("sky3", "sky1")],
+            "qrels": {"sky1": 1},
+        },
     ]
     dataset.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with TeacherServer() as server:
-        code = main(["synthesize", "--dataset", str(dataset), "--out", str(tmp_path / "out"), "--base-url", server.base_url,
-                     "--model", "teacher-test", "--limit", "1", "--list-size", "4", "--seed", "3", "--no-progress"])
+        code = main(
+            [
+                "synthesize",
+                "--dataset",
+                str(dataset),
+                "--out",
+                str(tmp_path / "out"),
+                "--base-url",
+                server.base_url,
+                "--model",
+                "teacher-test",
+                "--limit",
+                "1",
+                "--list-size",
+                "4",
+                "--seed",
+                "3",
+                "--no-progress",
+            ]
+        )
         assert server.count("mining") == 0  # no gold answer, qrels given: the qrels are the positives
     assert code == 0
     [record] = check_released_format(tmp_path / "out")
@@ -334,11 +391,37 @@ def test_cli_with_the_dataset_shape_and_bad_input(tmp_path, capsys):
     assert len(record["initial_list"]) == 4 and "bee3" in record["initial_list"]  # the top-ranked negative
     assert "web" in capsys.readouterr().out
 
-    code = main(["synthesize", "--dataset", str(dataset), "--queries", str(dataset), "--out", str(tmp_path / "x"),
-                 "--base-url", "http://127.0.0.1:9/v1", "--model", "m"])
+    code = main(
+        [
+            "synthesize",
+            "--dataset",
+            str(dataset),
+            "--queries",
+            str(dataset),
+            "--out",
+            str(tmp_path / "x"),
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+        ]
+    )
     assert code == 2 and "either --dataset" in capsys.readouterr().err
-    code = main(["synthesize", "--queries", str(tmp_path / "missing.jsonl"), "--corpus", str(dataset),
-                 "--out", str(tmp_path / "x"), "--base-url", "http://127.0.0.1:9/v1", "--model", "m"])
+    code = main(
+        [
+            "synthesize",
+            "--queries",
+            str(tmp_path / "missing.jsonl"),
+            "--corpus",
+            str(dataset),
+            "--out",
+            str(tmp_path / "x"),
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+        ]
+    )
     assert code == 2 and "missing.jsonl" in capsys.readouterr().err
 
 

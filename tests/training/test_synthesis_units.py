@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from reasonrank.training.synthesis import (
+from reasonrank.synthesis import (
     ListConfig,
     SynthesisConfig,
     SynthesisStore,
@@ -21,8 +21,8 @@ from reasonrank.training.synthesis import (
     pools_from_run,
     ranking_messages,
 )
-from reasonrank.training.synthesis.candidates import query_rng
-from reasonrank.training.synthesis.testing import parse_teacher_request
+from reasonrank.synthesis.candidates import query_rng
+from reasonrank.testing.teacher import parse_teacher_request
 
 
 # ----------------------------------------------------------------------------------------- prompts
@@ -41,7 +41,12 @@ def test_ranking_messages_follow_the_rankgpt_multi_turn_layout():
     ]
     assert messages[-1]["content"].startswith("Search Query: what is (2) plus two. \nRank the 2 passages above")
     assert "The output format should be [] > []" in messages[-1]["content"]
-    assert parse_teacher_request(messages) == ("ranking", "what is (2) plus two", None, ["first passage", "second passage"])
+    assert parse_teacher_request(messages) == (
+        "ranking",
+        "what is (2) plus two",
+        None,
+        ["first passage", "second passage"],
+    )
 
 
 def test_mining_message_shows_the_gold_answer_only_when_there_is_one():
@@ -51,9 +56,12 @@ def test_mining_message_shows_the_gold_answer_only_when_there_is_one():
     assert "Reference answer" not in without and "reference answer" not in without
     for text in (with_answer, without):
         assert "[1] p one\n[2] p two\n" in text
-        assert 'Relevant: [i], [j], ...' in text
+        assert "Relevant: [i], [j], ..." in text
     assert parse_teacher_request([{"role": "user", "content": with_answer}]) == (
-        "mining", "q", "the gold answer", ["p one", "p two"]
+        "mining",
+        "q",
+        "the gold answer",
+        ["p one", "p two"],
     )
 
 
@@ -174,7 +182,12 @@ def test_load_queries_errors_name_the_problem(tmp_path, content, message):
 
 def test_load_dataset_jsonl_and_run_pools(tmp_path):
     path = tmp_path / "dl.jsonl"
-    record = {"qid": "7", "query": "q", "candidates": [{"docid": "a", "score": 2, "text": "A"}, {"docid": "b", "score": 1, "text": "B"}], "qrels": {"b": 3}}
+    record = {
+        "qid": "7",
+        "query": "q",
+        "candidates": [{"docid": "a", "score": 2, "text": "A"}, {"docid": "b", "score": 1, "text": "B"}],
+        "qrels": {"b": 3},
+    }
     path.write_text(json.dumps(record) + "\n")
     [query], corpus = load_dataset_jsonl(path)
     assert query.pool == ["a", "b"] and query.known_positives(2) == ["b"] and query.dataset == "dl"

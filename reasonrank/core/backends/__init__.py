@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from reasonrank.core.backends.base import Backend
 
-__all__ = ["Backend", "make_backend", "BACKENDS"]
+__all__ = ["Backend", "make_backend", "backend_class", "BACKENDS"]
 
-BACKENDS = ("openai", "transformers", "vllm")
+# name -> (module, class); the module is imported on first use
+_CLASSES = {
+    "openai": ("reasonrank.core.backends.openai", "OpenAIBackend"),
+    "transformers": ("reasonrank.core.backends.transformers", "TransformersBackend"),
+    "vllm": ("reasonrank.core.backends.vllm", "VLLMBackend"),
+}
+BACKENDS = tuple(_CLASSES)
+
+
+def backend_class(backend: str) -> type[Backend]:
+    """The class of a backend by name (imports its module: ``ImportError`` without its extra)."""
+    name = str(backend).lower()
+    if name not in _CLASSES:
+        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)} (or pass a Backend)")
+    module, cls = _CLASSES[name]
+    return getattr(importlib.import_module(module), cls)
 
 
 def make_backend(backend: str, model: str | None, **kwargs: Any) -> Backend:
     """Build a backend by name. Keyword arguments go to the backend's constructor."""
     name = str(backend).lower()
-    if name == "openai":
-        from reasonrank.core.backends.openai import OpenAIBackend
-
-        return OpenAIBackend(model, **kwargs)
-    if model is None:
+    if model is None and name in ("transformers", "vllm"):
         raise ValueError(f"the {name} backend needs a model (a local path or a Hugging Face model id)")
-    if name == "transformers":
-        from reasonrank.core.backends.transformers import TransformersBackend
-
-        return TransformersBackend(model, **kwargs)
-    if name == "vllm":
-        from reasonrank.core.backends.vllm import VLLMBackend
-
-        return VLLMBackend(model, **kwargs)
-    raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)} (or pass a Backend)")
+    return backend_class(name)(model, **kwargs)

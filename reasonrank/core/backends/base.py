@@ -26,8 +26,26 @@ class Backend(ABC):
     request (a model that cannot load) raise.
     """
 
-    #: a short label for traces and errors, e.g. "openai:liuwenhan/reasonrank-7B"
-    name: str = "backend"
+    #: what runs the model: "openai", "transformers", "vllm", ...
+    kind: str = "backend"
+    #: the model it runs (a server's model name, a local path or a Hugging Face id)
+    model_name: str = ""
+
+    @property
+    def name(self) -> str:
+        """A short label for traces and errors: ``"<kind>:<model_name>"`` unless set explicitly."""
+        explicit = self.__dict__.get("_name")
+        if explicit is not None:
+            return explicit
+        return f"{self.kind}:{self.model_name}" if self.model_name else self.kind
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
+
+    def render(self, request: ChatRequest) -> str | None:
+        """The prompt text the model reads for ``request``; ``None``: the chat messages are sent as they are."""
+        return None
 
     @abstractmethod
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]: ...
@@ -51,7 +69,7 @@ class Backend(ABC):
         """Tokens in ``text`` by the model's tokenizer, or None when unknown."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (connections, engines)."""
 
     async def aclose(self) -> None:

@@ -5,24 +5,26 @@ with exponential backoff and jitter on transient failures (connection errors, ti
 connections, 429 with ``Retry-After``, 5xx, a 200 whose body is not a usable completion). Other 4xx
 (bad key, context too long) fail at once. A request that still fails comes back as
 ``Completion(error=...)``: an error body is never taken for model output.
+
+Every exchange with the server is a sans-IO generator (:mod:`reasonrank.core.backends.http`) run by
+one sync and one async runner, so both paths share one retry policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import os
-import random
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from reasonrank.core.backends.base import Backend
+from reasonrank.core.backends.http import Steps, arun, chat_with_retries, json_call, run, server_message
+from reasonrank.core.truncation import truncate_with_tokenizer
 from reasonrank.core.types import BackendError, ChatRequest, Completion
 
 __all__ = ["OpenAIBackend", "DEFAULT_BASE_URL"]
@@ -31,88 +33,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 TRUNCATION_MODES = ("auto", "tokenizer", "server", "words")
-_MAX_RETRY_AFTER = 60.0  # never wait longer than this on a server's Retry-After
 
-
-class _Transient(Exception):
-    """A failure worth retrying."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _Fatal(Exception):
-    """A failure that retrying cannot fix (401, 400 context too long, ...)."""
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The error message in a server's error body (OpenAI, vLLM and FastAPI shapes), else the raw text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500] or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:500]
-        for key in ("message", "detail", "error"):
-            if body.get(key):
-                return str(body[key])[:500]
-    return str(body)[:500]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), capped."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
-
-
-def _completion(response: httpx.Response, seconds: float) -> Completion:
-    """Read a chat completion response; raise :class:`_Transient` / :class:`_Fatal` when it is not one."""
-    status = response.status_code
-    if status == 429 or status == 408 or status >= 500:
-        raise _Transient(f"HTTP {status}: {_server_message(response)}", _retry_after(response))
-    if status >= 400:
-        raise _Fatal(f"HTTP {status}: {_server_message(response)}")
-    try:
-        body = response.json()
-    except ValueError:
-        raise _Transient(f"HTTP {status} with a body that is not valid JSON: {response.text[:200]!r}") from None
-    choices = body.get("choices") if isinstance(body, dict) else None
-    if not choices or not isinstance(choices[0], dict):
-        raise _Transient(f"HTTP {status} response has no choices: {str(body)[:200]}")
-    message = choices[0].get("message")
-    if not isinstance(message, dict):
-        raise _Transient(f"HTTP {status} response has no message: {str(choices[0])[:200]}")
-    content = message.get("content")
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if content is None and not reasoning:
-        raise _Transient(f"HTTP {status} response has no message content: {str(choices[0])[:200]}")
-    if reasoning:
-        # A reasoning parser (vLLM/SGLang --reasoning-parser) split the output; put it back together so the
-        # answer is parsed exactly as the model wrote it. Without content the reasoning hit the token cap.
-        text = f"<think>{reasoning}</think>{content}" if content is not None else f"<think>{reasoning}"
-    else:
-        text = content
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-    return Completion(
-        text=text,
-        prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage.get("completion_tokens"),
-        seconds=seconds,
-        finish_reason=choices[0].get("finish_reason"),
-    )
+T = TypeVar("T")
 
 
 class OpenAIBackend(Backend):
@@ -132,6 +54,8 @@ class OpenAIBackend(Backend):
     tokenizer if given, else the server if it answers ``/tokenize``, else words (with a warning).
     ``extra_body`` is merged into every request body (e.g. ``{"chat_template_kwargs": {...}}``).
     """
+
+    kind = "openai"
 
     def __init__(
         self,
@@ -185,7 +109,19 @@ class OpenAIBackend(Backend):
     # ------------------------------------------------------------------ naming and clients
     @property
     def name(self) -> str:  # type: ignore[override]
-        return f"openai:{self._model or '?'}"
+        return f"openai:{self._model or '?'}"  # never asks the server
+
+    @property
+    def model_name(self) -> str:  # type: ignore[override]
+        """The model name sent with each request (asked from the server once when not given)."""
+        if self._model is None:
+            with self._lock:
+                return self._run(self._model_steps())
+        return self._model
+
+    async def amodel_name(self) -> str:
+        """:attr:`model_name` without blocking the event loop."""
+        return self._model or await self._arun(self._model_steps())
 
     @property
     def server_root(self) -> str:
@@ -214,38 +150,39 @@ class OpenAIBackend(Backend):
             self._aclient_loop = loop
         return self._aclient
 
-    @property
-    def model(self) -> str:
-        """The model name sent with each request (asked from the server once when not given)."""
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    self._model = self._first_model(self._get(f"{self.base_url}/models"))
-        return self._model
+    # ------------------------------------------------------------------ running exchanges (the only I/O)
+    def _run(self, steps: Steps[T]) -> T:
+        return run(steps, self.client)
 
-    async def amodel(self) -> str:
+    async def _arun(self, steps: Steps[T], limit: asyncio.Semaphore | None = None) -> T:
+        return await arun(steps, self.aclient, limit)
+
+    def _run_all(self, exchanges: list[Steps[T]]) -> list[T]:
+        """Run exchanges on threads, at most ``concurrency`` at a time; results in order."""
+        if len(exchanges) == 1 or self.concurrency == 1:
+            return [self._run(e) for e in exchanges]
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(exchanges))) as pool:
+            return list(pool.map(self._run, exchanges))
+
+    async def _arun_all(self, exchanges: list[Steps[T]]) -> list[T]:
+        limit = asyncio.Semaphore(self.concurrency)  # per call: never bound to another call's loop
+        return list(await asyncio.gather(*(self._arun(e, limit) for e in exchanges)))
+
+    # ------------------------------------------------------------------ exchanges (no I/O)
+    def _model_steps(self) -> Steps[str]:
         if self._model is None:
-            response = await self._aget(f"{self.base_url}/models")
+            url = f"{self.base_url}/models"
+            response, _ = yield ("GET", url, None)
+            if isinstance(response, httpx.HTTPError):
+                raise BackendError(f"cannot reach {url}: {response!r}") from response
             self._model = self._model or self._first_model(response)
         return self._model
-
-    def _get(self, url: str) -> httpx.Response:
-        try:
-            return self.client.get(url)
-        except httpx.HTTPError as err:
-            raise BackendError(f"cannot reach {url}: {err!r}") from err
-
-    async def _aget(self, url: str) -> httpx.Response:
-        try:
-            return await self.aclient.get(url)
-        except httpx.HTTPError as err:
-            raise BackendError(f"cannot reach {url}: {err!r}") from err
 
     def _first_model(self, response: httpx.Response) -> str:
         url = f"{self.base_url}/models"
         if response.status_code != 200:
             raise BackendError(
-                f"no model given and GET {url} answered HTTP {response.status_code}: {_server_message(response)}; "
+                f"no model given and GET {url} answered HTTP {response.status_code}: {server_message(response)}; "
                 "pass model= explicitly"
             )
         try:
@@ -254,7 +191,6 @@ class OpenAIBackend(Backend):
         except (ValueError, AttributeError, IndexError, KeyError, TypeError):
             raise BackendError(f"no model given and GET {url} lists no model; pass model= explicitly") from None
 
-    # ------------------------------------------------------------------ requests
     def request_body(self, request: ChatRequest, model: str) -> dict[str, Any]:
         """The JSON body for one window (top_k/min_p only when set: vLLM and SGLang read them top-level)."""
         s = request.sampling
@@ -274,82 +210,59 @@ class OpenAIBackend(Backend):
         body.update(self.extra_body)
         return body
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        delay = self.backoff * (2**attempt) + random.uniform(0, self.backoff)
-        return max(delay, retry_after) if retry_after is not None else delay
-
-    def _failed(self, request: ChatRequest, attempts: int, error: str, seconds: float) -> Completion:
-        where = f"{request.tag}: " if request.tag else ""
-        tries = f" after {attempts} attempts" if attempts > 1 else ""
-        return Completion(error=f"{where}POST {self.base_url}/chat/completions failed{tries}: {error}", seconds=seconds)
-
-    def _post_one(self, request: ChatRequest, model: str) -> Completion:
-        body = self.request_body(request, model)
+    def _chat(self, request: ChatRequest, model: str) -> Steps[Completion]:
         url = f"{self.base_url}/chat/completions"
-        start = time.perf_counter()
-        error = ""
-        for attempt in range(self.max_retries + 1):
-            t0 = time.perf_counter()
-            try:
-                return _completion(self.client.post(url, json=body), time.perf_counter() - t0)
-            except _Fatal as err:
-                return self._failed(request, attempt + 1, str(err), time.perf_counter() - start)
-            except _Transient as err:
-                error, retry_after = str(err), err.retry_after
-            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as err:
-                return self._failed(request, attempt + 1, repr(err), time.perf_counter() - start)
-            except httpx.TransportError as err:  # connect errors, timeouts, dropped connections
-                error, retry_after = f"{type(err).__name__}: {err}", None
-            except httpx.HTTPError as err:  # e.g. too many redirects, an undecodable body
-                return self._failed(request, attempt + 1, repr(err), time.perf_counter() - start)
-            if attempt < self.max_retries:
-                time.sleep(self._delay(attempt, retry_after))
-        return self._failed(request, self.max_retries + 1, error, time.perf_counter() - start)
-
-    async def _apost_one(self, request: ChatRequest, model: str, limit: asyncio.Semaphore) -> Completion:
         body = self.request_body(request, model)
-        url = f"{self.base_url}/chat/completions"
-        client = self.aclient
-        start = time.perf_counter()
-        error = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                async with limit:  # not held while backing off
-                    t0 = time.perf_counter()
-                    response = await client.post(url, json=body)
-                return _completion(response, time.perf_counter() - t0)
-            except _Fatal as err:
-                return self._failed(request, attempt + 1, str(err), time.perf_counter() - start)
-            except _Transient as err:
-                error, retry_after = str(err), err.retry_after
-            except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as err:
-                return self._failed(request, attempt + 1, repr(err), time.perf_counter() - start)
-            except httpx.TransportError as err:
-                error, retry_after = f"{type(err).__name__}: {err}", None
-            except httpx.HTTPError as err:
-                return self._failed(request, attempt + 1, repr(err), time.perf_counter() - start)
-            if attempt < self.max_retries:
-                await asyncio.sleep(self._delay(attempt, retry_after))
-        return self._failed(request, self.max_retries + 1, error, time.perf_counter() - start)
+        return chat_with_retries(url, body, tag=request.tag, max_retries=self.max_retries, backoff=self.backoff)
 
+    def _tokenize(self, text: str, model: str) -> Steps[list[int]]:
+        payload = {"model": model, "prompt": text, "add_special_tokens": False}
+        return json_call(f"{self.server_root}/tokenize", payload, "tokens")
+
+    def _server_truncate(self, text: str, max_tokens: int, model: str) -> Steps[str]:
+        tokens = yield from self._tokenize(text, model)
+        if len(tokens) <= max_tokens:
+            return text
+        payload = {"model": model, "tokens": tokens[:max_tokens]}
+        return (yield from json_call(f"{self.server_root}/detokenize", payload, "prompt"))
+
+    def _probe(self) -> Steps[str]:
+        """Decide ``truncation="auto"`` once: the server's ``/tokenize`` if it answers, else words."""
+        if self._resolved_truncation is None:
+            try:
+                model = yield from self._model_steps()
+                yield from self._tokenize("probe", model)
+                self._resolved_truncation = "server"
+            except BackendError as err:
+                log.warning(
+                    "%s: the server has no usable /tokenize (%s); truncating passages by words, an approximation "
+                    "of the model's tokens (pass tokenizer= for exact truncation)",
+                    self.name,
+                    err,
+                )
+                self._resolved_truncation = "words"
+        return self._resolved_truncation
+
+    # ------------------------------------------------------------------ Backend API
     def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """One completion per request, in order; at most ``concurrency`` requests in flight."""
         if not requests:
             return []
-        model = self.model
-        if len(requests) == 1 or self.concurrency == 1:
-            return [self._post_one(r, model) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(lambda r: self._post_one(r, model), requests))
+        model = self.model_name
+        return self._run_all([self._chat(r, model) for r in requests])
 
     async def agenerate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         if not requests:
             return []
-        model = await self.amodel()
-        limit = asyncio.Semaphore(self.concurrency)  # per call: never bound to another call's loop
-        return list(await asyncio.gather(*(self._apost_one(r, model, limit) for r in requests)))
+        model = await self.amodel_name()
+        return await self._arun_all([self._chat(r, model) for r in requests])
 
-    # ------------------------------------------------------------------ truncation
+    def _truncation_mode(self) -> str:
+        if self._resolved_truncation is None:
+            with self._lock:  # threads sharing this backend probe the server once
+                return self._run(self._probe())
+        return self._resolved_truncation
+
     def _load_tokenizer(self) -> Any:
         if self._tokenizer is None:
             try:
@@ -361,107 +274,27 @@ class OpenAIBackend(Backend):
             self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
         return self._tokenizer
 
-    def _probe_failed(self, err: Exception | str) -> str:
-        log.warning(
-            "%s: the server has no usable /tokenize (%s); truncating passages by words, an approximation of "
-            "the model's tokens (pass tokenizer= for exact truncation)",
-            self.name,
-            err,
-        )
-        return "words"
-
-    def _truncation_mode(self) -> str:
-        if self._resolved_truncation is None:
-            with self._lock:  # threads sharing this backend probe the server once
-                if self._resolved_truncation is None:
-                    try:
-                        self._tokenize("probe")
-                        self._resolved_truncation = "server"
-                    except BackendError as err:
-                        self._resolved_truncation = self._probe_failed(err)
-        return self._resolved_truncation
-
-    async def _atruncation_mode(self) -> str:
-        if self._resolved_truncation is None:
-            try:
-                await self._atokenize("probe")
-                self._resolved_truncation = "server"
-            except BackendError as err:
-                self._resolved_truncation = self._probe_failed(err)
-        return self._resolved_truncation
-
-    def _server_call(self, path: str, payload: dict[str, Any], key: str) -> Any:
-        url = f"{self.server_root}{path}"
-        try:
-            response = self.client.post(url, json=payload)
-        except httpx.HTTPError as err:
-            raise BackendError(f"POST {url} failed: {err!r}") from err
-        return self._server_reply(url, response, key)
-
-    async def _aserver_call(self, path: str, payload: dict[str, Any], key: str) -> Any:
-        url = f"{self.server_root}{path}"
-        try:
-            response = await self.aclient.post(url, json=payload)
-        except httpx.HTTPError as err:
-            raise BackendError(f"POST {url} failed: {err!r}") from err
-        return self._server_reply(url, response, key)
-
-    @staticmethod
-    def _server_reply(url: str, response: httpx.Response, key: str) -> Any:
-        if response.status_code != 200:
-            raise BackendError(f"POST {url} answered HTTP {response.status_code}: {_server_message(response)}")
-        try:
-            return response.json()[key]
-        except (ValueError, KeyError, TypeError):
-            raise BackendError(f"POST {url} answered without {key!r}: {response.text[:200]!r}") from None
-
-    def _tokenize_payload(self, text: str) -> dict[str, Any]:
-        return {"model": self.model, "prompt": text, "add_special_tokens": False}
-
-    def _tokenize(self, text: str) -> list[int]:
-        return self._server_call("/tokenize", self._tokenize_payload(text), "tokens")
-
-    async def _atokenize(self, text: str) -> list[int]:
-        payload = {"model": await self.amodel(), "prompt": text, "add_special_tokens": False}
-        return await self._aserver_call("/tokenize", payload, "tokens")
-
-    def _server_truncate_one(self, text: str, max_tokens: int) -> str:
-        tokens = self._tokenize(text)
-        if len(tokens) <= max_tokens:
-            return text
-        return self._server_call("/detokenize", {"model": self.model, "tokens": tokens[:max_tokens]}, "prompt")
-
-    async def _aserver_truncate_one(self, text: str, max_tokens: int, limit: asyncio.Semaphore) -> str:
-        async with limit:
-            tokens = await self._atokenize(text)
-            if len(tokens) <= max_tokens:
-                return text
-            payload = {"model": await self.amodel(), "tokens": tokens[:max_tokens]}
-            return await self._aserver_call("/detokenize", payload, "prompt")
-
     def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         """The first ``max_tokens`` tokens of each text (see ``truncation`` in the class docstring)."""
         if not texts:
             return []
         mode = self._truncation_mode()
         if mode == "tokenizer":
-            from reasonrank.core.truncation import truncate_with_tokenizer
-
             return truncate_with_tokenizer(self._load_tokenizer(), texts, max_tokens)
         if mode == "server":
-            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(texts))) as pool:
-                return list(pool.map(lambda t: self._server_truncate_one(t, max_tokens), texts))
+            model = self.model_name
+            return self._run_all([self._server_truncate(t, max_tokens, model) for t in texts])
         return super().truncate(texts, max_tokens)
 
     async def atruncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         if not texts:
             return []
-        mode = await self._atruncation_mode()
+        mode = self._resolved_truncation or await self._arun(self._probe())
         if mode == "tokenizer":
             return await asyncio.to_thread(self.truncate, texts, max_tokens)
         if mode == "server":
-            limit = asyncio.Semaphore(self.concurrency)
-            return list(await asyncio.gather(*(self._aserver_truncate_one(t, max_tokens, limit) for t in texts)))
+            model = await self.amodel_name()
+            return await self._arun_all([self._server_truncate(t, max_tokens, model) for t in texts])
         return super().truncate(texts, max_tokens)
 
     def count_tokens(self, text: str) -> int | None:
@@ -469,7 +302,7 @@ class OpenAIBackend(Backend):
         if mode == "tokenizer":
             return len(self._load_tokenizer()(text, add_special_tokens=False)["input_ids"])
         if mode == "server":
-            return len(self._tokenize(text))
+            return len(self._run(self._tokenize(text, self.model_name)))
         return None
 
     # ------------------------------------------------------------------ lifecycle
@@ -489,7 +322,7 @@ class OpenAIBackend(Backend):
             await client.aclose()
         self.close()
 
-    async def __aenter__(self) -> "OpenAIBackend":
+    async def __aenter__(self) -> OpenAIBackend:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

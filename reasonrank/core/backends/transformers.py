@@ -100,7 +100,12 @@ class TransformersBackend(Backend):
     adapter on top (``merge_adapter=True`` merges it for faster decoding). ``gguf_file`` loads a GGUF
     file inside ``model``. ``model_kwargs`` go to ``from_pretrained`` (with ``device_map`` in them
     the model is not moved to ``device``). Generation runs ``batch_size`` windows at a time.
+
+    ``model_name`` is the loaded directory or id, ``torch_model`` the loaded module, ``tokenizer`` its
+    tokenizer.
     """
+
+    kind = "transformers"
 
     def __init__(
         self,
@@ -119,8 +124,7 @@ class TransformersBackend(Backend):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         model = self._resolve_model(model)
-        self.model_path = model
-        self.name = f"transformers:{model}"
+        self.model_name = model
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.batch_size = batch_size
@@ -148,7 +152,7 @@ class TransformersBackend(Backend):
         if not placed:
             net = net.to(self.device)
         net.eval()
-        self.model = net
+        self.torch_model = net
         self.adapter_path = adapter_path
         self.eos_token_ids = self._eos_ids()
         self.max_context = getattr(net.config, "max_position_embeddings", None)
@@ -177,12 +181,12 @@ class TransformersBackend(Backend):
 
     def _eos_ids(self) -> list[int]:
         ids: list[int] = []
-        configured = self.model.generation_config.eos_token_id
+        configured = self.torch_model.generation_config.eos_token_id
         for value in (configured if isinstance(configured, list) else [configured]) + [self.tokenizer.eos_token_id]:
             if value is not None and value not in ids:
                 ids.append(int(value))
         if not ids:
-            raise ValueError(f"{self.model_path} defines no end-of-sequence token; generation could not stop")
+            raise ValueError(f"{self.model_name} defines no end-of-sequence token; generation could not stop")
         return ids
 
     # ------------------------------------------------------------------ Backend API
@@ -225,28 +229,28 @@ class TransformersBackend(Backend):
 
     def close(self) -> None:
         """Drop the model; frees GPU memory once nothing else holds it."""
-        self.model = None  # type: ignore[assignment]
+        self.torch_model = None  # type: ignore[assignment]
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
 
     def __repr__(self) -> str:
         adapter = f", adapter_path={self.adapter_path!r}" if self.adapter_path else ""
-        return f"TransformersBackend({self.model_path!r}, device={self.device!r}, dtype={self.dtype}{adapter})"
+        return f"TransformersBackend({self.model_name!r}, device={self.device!r}, dtype={self.dtype}{adapter})"
 
     # ------------------------------------------------------------------ generation
     def _context_error(self, prompt_tokens: int, params: SamplingParams) -> str | None:
         if self.max_context and prompt_tokens >= self.max_context:
             return (
-                f"prompt has {prompt_tokens} tokens but {self.model_path} has a context of {self.max_context}; "
+                f"prompt has {prompt_tokens} tokens but {self.model_name} has a context of {self.max_context}; "
                 "lower max_passage_tokens or window_size"
             )
         return None
 
     def _generate_batch(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
-        if self.model is None:
+        if self.torch_model is None:
             raise RuntimeError("the backend is closed")
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        inputs = {k: v.to(self.torch_model.device) for k, v in inputs.items()}
         config = generation_config_for(
             params, eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id
         )
@@ -254,7 +258,7 @@ class TransformersBackend(Backend):
             torch.manual_seed(params.seed)
         started = time.perf_counter()
         try:
-            output = self.model.generate(**inputs, generation_config=config)
+            output = self.torch_model.generate(**inputs, generation_config=config)
         except (RuntimeError, ValueError) as err:  # e.g. out of memory: fail these windows, not the run
             log.warning("generation failed for %d prompts: %s", len(prompts), err)
             return [Completion(error=f"{type(err).__name__}: {err}") for _ in prompts]

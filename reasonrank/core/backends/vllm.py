@@ -88,6 +88,8 @@ class VLLMBackend(Backend):
     attaches a LoRA adapter to every generate call; ``engine_kwargs`` go to ``vllm.LLM``.
     """
 
+    kind = "vllm"
+
     def __init__(
         self,
         model: str,
@@ -107,8 +109,7 @@ class VLLMBackend(Backend):
         vllm = _import_vllm()
         from vllm.lora.request import LoRARequest
 
-        self.model_path = model
-        self.name = f"vllm:{model}"
+        self.model_name = model
         self.lora_path = lora_path
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._sampling_params_cls = vllm.SamplingParams
@@ -143,7 +144,7 @@ class VLLMBackend(Backend):
         """One ``llm.generate`` for all requests (each with its own sampling parameters)."""
         if self.llm is None:
             raise RuntimeError("the backend is closed")
-        prompts = render_prompts(self.tokenizer, requests, **self.chat_template_kwargs)
+        prompts = [self.render(r) for r in requests]
         out: list[Completion | None] = [None] * len(requests)
         runnable: list[int] = []
         for i, prompt in enumerate(prompts):
@@ -164,6 +165,10 @@ class VLLMBackend(Backend):
             for i, output in zip(runnable, outputs):
                 out[i] = completion_from_output(output, seconds)
         return [c if c is not None else Completion(error="not generated") for c in out]
+
+    def render(self, request: ChatRequest) -> str:
+        """The prompt text for one request: chat template + ftfy over the whole string."""
+        return render_prompt(self.tokenizer, request.messages, **self.chat_template_kwargs)
 
     def _context_error(self, prompt: str) -> str | None:
         # vLLM rejects the whole generate call when one prompt is longer than the context; fail that window only.
@@ -197,4 +202,4 @@ class VLLMBackend(Backend):
 
     def __repr__(self) -> str:
         lora = f", lora_path={self.lora_path!r}" if self.lora_path else ""
-        return f"VLLMBackend({self.model_path!r}{lora})"
+        return f"VLLMBackend({self.model_name!r}{lora})"

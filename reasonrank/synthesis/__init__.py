@@ -5,8 +5,8 @@ format comes out (``training_data_all.jsonl`` + ``id_query/`` + ``id_doc/``), re
 RL stages. See ``docs/synthesis.md`` and ``reasonrank synthesize --help``.
 """
 
-from reasonrank.training.synthesis.candidates import CandidateList, ListConfig, build_candidate_list
-from reasonrank.training.synthesis.inputs import (
+from reasonrank.synthesis.candidates import CandidateList, ListConfig, build_candidate_list
+from reasonrank.synthesis.inputs import (
     BM25Retriever,
     Corpus,
     SynthesisQuery,
@@ -16,7 +16,7 @@ from reasonrank.training.synthesis.inputs import (
     load_queries,
     pools_from_run,
 )
-from reasonrank.training.synthesis.pipeline import (
+from reasonrank.synthesis.pipeline import (
     DomainReport,
     SynthesisConfig,
     SynthesisReport,
@@ -24,7 +24,8 @@ from reasonrank.training.synthesis.pipeline import (
     TokenUsage,
     synthesize,
 )
-from reasonrank.training.synthesis.prompts import (
+from reasonrank.synthesis.store import SynthesisStore, SyntheticSample
+from reasonrank.synthesis.teacher_prompts import (
     MiningAnswer,
     TeacherRanking,
     mining_messages,
@@ -32,7 +33,6 @@ from reasonrank.training.synthesis.prompts import (
     parse_teacher_ranking,
     ranking_messages,
 )
-from reasonrank.training.synthesis.store import SynthesisStore, SyntheticSample
 
 __all__ = [
     "BM25Retriever",

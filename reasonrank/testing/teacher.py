@@ -24,12 +24,16 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from reasonrank.testing import LocalServer, lexical_ranking
+from reasonrank.core.format import format_id_chain
+from reasonrank.testing.answers import lexical_ranking
+from reasonrank.testing.server import JSONHandler, LocalServer
 
 __all__ = ["TeacherServer", "answer_overlap_judge", "parse_teacher_request"]
 
 _WORD = re.compile(r"\w{4,}")
-_COMMON = frozenset("from that with their into this which than they them were have been more rather every also what".split())
+_COMMON = frozenset(
+    "from that with their into this which than they them were have been more rather every also what".split()
+)
 _MINING_QUERY = re.compile(r"^Query: (.*)$", re.MULTILINE)
 _MINING_ANSWER = re.compile(r"^Reference answer: (.*?)\n\nCandidate passages:", re.MULTILINE | re.DOTALL)
 _PASSAGE_LINE = re.compile(r"^\[(\d+)\] (.*)$", re.MULTILINE)
@@ -42,6 +46,7 @@ RankFn = Callable[[str, list[str]], list[int]]
 
 def answer_overlap_judge(query: str, answer: str | None, passage: str) -> bool:
     """Relevant when the passage shares two or more words (4+ letters, not common) with the answer, else the query."""
+
     def words(text: str) -> set[str]:
         return {w.lower() for w in _WORD.findall(text)} - _COMMON
 
@@ -95,7 +100,6 @@ class TeacherServer(LocalServer):
         self.max_in_flight = 0  # the most chat requests handled at once
         self._lock = threading.Lock()
 
-
     def count(self, kind: str) -> int:
         return sum(1 for k, _ in self.requests if k == kind)
 
@@ -106,7 +110,7 @@ class TeacherServer(LocalServer):
             ids = [f"[{i}]" for i, p in enumerate(passages, 1) if self.judge(query, answer, p)]
             return "I check each passage against the reference answer.", f"Relevant: {', '.join(ids) or 'none'}"
         order = self.rank(query, passages)
-        return self.reasoning, " > ".join(f"[{i + 1}]" for i in order)
+        return self.reasoning, format_id_chain([i + 1 for i in order])
 
     def _reply(self, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
         kind, query, answer, passages = parse_teacher_request(body["messages"])
@@ -145,51 +149,39 @@ class TeacherServer(LocalServer):
         }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        outer = self
+        return type("Handler", (_TeacherHandler,), {"owner": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args: Any) -> None:
-                pass
+class _TeacherHandler(JSONHandler):
+    owner: TeacherServer
 
-            def _send(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": self.owner.model, "object": "model"}]})
+        else:
+            self._send(404, {"error": {"message": "not found"}})
 
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": outer.model, "object": "model"}]})
-                else:
-                    self._send(404, {"error": {"message": "not found"}})
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                with outer._lock:
-                    outer.in_flight += 1
-                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
-                try:
-                    status, payload = outer._reply(json.loads(raw or b"{}"))
-                except (ValueError, KeyError, IndexError) as err:
-                    self._send(400, {"error": {"message": f"bad request: {err}"}})
-                    return
-                finally:
-                    with outer._lock:
-                        outer.in_flight -= 1
-                if payload is None:  # "drop": close without answering
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                try:
-                    self._send(status, payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        return Handler
+    def do_POST(self) -> None:
+        outer = self.owner
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        with outer._lock:
+            outer.in_flight += 1
+            outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+        try:
+            status, payload = outer._reply(json.loads(raw or b"{}"))
+        except (ValueError, KeyError, IndexError) as err:
+            self._send(400, {"error": {"message": f"bad request: {err}"}})
+            return
+        finally:
+            with outer._lock:
+                outer.in_flight -= 1
+        if payload is None:  # "drop": close without answering
+            self._drop()
+            return
+        try:
+            self._send(status, payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass

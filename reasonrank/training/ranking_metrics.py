@@ -16,8 +16,7 @@ trec_eval's definitions (``ndcg_cut.k``, ``recall.k``) for a run whose scores ar
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
-from typing import Hashable
+from collections.abc import Collection, Hashable, Sequence
 
 __all__ = ["ndcg_at_k", "recall_at_k", "average_overlap", "dedupe"]
 

@@ -44,8 +44,8 @@ _MINING_TAIL = (
     "that helps to answer the query correctly: facts, evidence, explanations, definitions, theorems, "
     "methods or worked examples {relies}. A passage that only shares topic words with the query but would "
     "not help to answer it is not relevant.\n"
-    "End your response with one line in the format \"Relevant: [i], [j], ...\" that lists the identifiers "
-    "of all relevant passages, most useful first, or \"Relevant: none\" if no passage is relevant."
+    'End your response with one line in the format "Relevant: [i], [j], ..." that lists the identifiers '
+    'of all relevant passages, most useful first, or "Relevant: none" if no passage is relevant.'
 )
 
 # The authors' R1 layout: no system message; the task statement opens the first user turn.

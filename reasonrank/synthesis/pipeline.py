@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,11 +35,13 @@ from typing import Any, Literal
 from tqdm.auto import tqdm
 
 from reasonrank.core.backends.base import Backend
-from reasonrank.core.prompts import clean_passage, finish_passage
-from reasonrank.core.types import ChatRequest, Completion, SamplingParams
-from reasonrank.training.synthesis.candidates import ListConfig, build_candidate_list, query_rng
-from reasonrank.training.synthesis.inputs import Corpus, SynthesisQuery
-from reasonrank.training.synthesis.prompts import (
+from reasonrank.core.passages import passage_contents
+from reasonrank.core.types import ChatRequest, SamplingParams
+from reasonrank.synthesis.candidates import ListConfig, build_candidate_list, query_rng
+from reasonrank.synthesis.inputs import Corpus, SynthesisQuery
+from reasonrank.synthesis.report import DomainReport, SynthesisReport, TokenUsage
+from reasonrank.synthesis.store import SynthesisStore, SyntheticSample
+from reasonrank.synthesis.teacher_prompts import (
     NO_RANKING,
     MiningAnswer,
     TeacherRanking,
@@ -49,7 +50,7 @@ from reasonrank.training.synthesis.prompts import (
     parse_teacher_ranking,
     ranking_messages,
 )
-from reasonrank.training.synthesis.store import SynthesisStore, SyntheticSample
+from reasonrank.training.ranking_metrics import ndcg_at_k
 
 __all__ = ["SynthesisConfig", "Synthesizer", "SynthesisReport", "DomainReport", "TokenUsage", "synthesize"]
 
@@ -97,133 +98,6 @@ class SynthesisConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-
-
-# ------------------------------------------------------------------------------------------ reporting
-@dataclass
-class TokenUsage:
-    """Teacher tokens of one pass (``unreported``: completions whose server gave no usage)."""
-
-    requests: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    unreported: int = 0
-
-    def add(self, completion: Completion) -> None:
-        self.requests += 1
-        self.failed += completion.error is not None
-        if completion.prompt_tokens is None and completion.completion_tokens is None:
-            self.unreported += completion.error is None
-        self.prompt_tokens += completion.prompt_tokens or 0
-        self.completion_tokens += completion.completion_tokens or 0
-
-    def merge(self, other: "TokenUsage") -> None:
-        for name in ("requests", "failed", "prompt_tokens", "completion_tokens", "unreported"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def cost(self, price_in: float | None, price_out: float | None) -> float | None:
-        if price_in is None and price_out is None:
-            return None
-        return (self.prompt_tokens * (price_in or 0.0) + self.completion_tokens * (price_out or 0.0)) / 1e6
-
-
-@dataclass
-class DomainReport:
-    """Outcomes for one ``dataset`` value in this run."""
-
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)  # reason -> count
-    failed: int = 0
-    skipped: int = 0  # finished by an earlier run
-
-    @property
-    def dropped_total(self) -> int:
-        return sum(self.dropped.values())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kept": self.kept,
-            "dropped": self.dropped_total,
-            "dropped_by_reason": dict(sorted(self.dropped.items())),
-            "failed": self.failed,
-            "skipped": self.skipped,
-        }
-
-
-@dataclass
-class SynthesisReport:
-    """What a run did: per-domain counts, teacher tokens (and cost), time."""
-
-    out_dir: str
-    threshold: float
-    domains: dict[str, DomainReport] = field(default_factory=dict)
-    mining: TokenUsage = field(default_factory=TokenUsage)
-    ranking: TokenUsage = field(default_factory=TokenUsage)
-    price_in: float | None = None
-    price_out: float | None = None
-    seconds: float = 0.0
-
-    def domain(self, name: str) -> DomainReport:
-        return self.domains.setdefault(name, DomainReport())
-
-    @property
-    def kept(self) -> int:
-        return sum(d.kept for d in self.domains.values())
-
-    @property
-    def dropped(self) -> int:
-        return sum(d.dropped_total for d in self.domains.values())
-
-    @property
-    def failed(self) -> int:
-        return sum(d.failed for d in self.domains.values())
-
-    @property
-    def skipped(self) -> int:
-        return sum(d.skipped for d in self.domains.values())
-
-    @property
-    def usage(self) -> TokenUsage:
-        total = TokenUsage()
-        total.merge(self.mining)
-        total.merge(self.ranking)
-        return total
-
-    @property
-    def cost(self) -> float | None:
-        return self.usage.cost(self.price_in, self.price_out)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "out_dir": self.out_dir,
-            "threshold": self.threshold,
-            "kept": self.kept,
-            "dropped": self.dropped,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "domains": {name: d.to_dict() for name, d in sorted(self.domains.items())},
-            "tokens": {"mining": vars(self.mining).copy(), "ranking": vars(self.ranking).copy()},
-            "cost_usd": self.cost,
-            "seconds": round(self.seconds, 3),
-        }
-
-    def format(self) -> str:
-        """A plain-text table for the terminal."""
-        lines = [f"{'domain':<24} {'kept':>6} {'dropped':>8} {'failed':>7} {'skipped':>8}  dropped by reason"]
-        for name, d in sorted(self.domains.items()):
-            reasons = ", ".join(f"{r}={n}" for r, n in sorted(d.dropped.items())) or "-"
-            lines.append(f"{name:<24} {d.kept:>6} {d.dropped_total:>8} {d.failed:>7} {d.skipped:>8}  {reasons}")
-        lines.append(f"{'total':<24} {self.kept:>6} {self.dropped:>8} {self.failed:>7} {self.skipped:>8}")
-        u = self.usage
-        tokens = f"teacher: {u.requests} requests ({u.failed} failed), {u.prompt_tokens} prompt + {u.completion_tokens} completion tokens"
-        if self.cost is not None:
-            tokens += f", ${self.cost:.4f}"
-        lines.append(tokens)
-        lines.append(f"filter: nDCG@10 >= {self.threshold}; {self.seconds:.1f}s; output: {self.out_dir}")
-        if self.failed:
-            lines.append(f"{self.failed} queries failed (see synthesis_log.jsonl); run again to retry them")
-        return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ pipeline
@@ -343,10 +217,14 @@ class Synthesizer:
         """Prompt contents (title, ftfy, truncation, ``[n]``->``(n)``), computed once per passage."""
         missing = [d for d in dict.fromkeys(docids) if d not in cache]
         if missing:
-            cleaned = [clean_passage(corpus[d]) for d in missing]
-            if self.config.max_passage_tokens:
-                cleaned = await self.teacher.atruncate(cleaned, self.config.max_passage_tokens)
-            cache.update({d: finish_passage(c) for d, c in zip(missing, cleaned)})
+            max_tokens = self.config.max_passage_tokens or None
+            steps = passage_contents([corpus[d] for d in missing], max_tokens)
+            try:
+                texts = next(steps)
+                while True:
+                    texts = steps.send(await self.teacher.atruncate(texts, max_tokens))
+            except StopIteration as done:
+                cache.update(zip(missing, done.value))
         return [cache[d] for d in docids]
 
     async def _ask(self, messages: list[dict[str, str]], sampling: SamplingParams, tag: str, usage: TokenUsage) -> str:
@@ -389,8 +267,6 @@ class Synthesizer:
         return ranked.usable if self.config.require_reasoning else NO_RANKING not in ranked.repairs
 
     async def _label(self, q: SynthesisQuery, corpus: Corpus, report: SynthesisReport) -> _Outcome:
-        from reasonrank.training.metrics import ndcg_at_k
-
         cfg = self.config
         cache: dict[str, str] = {}  # prompt contents of this query's passages (mining and ranking share them)
         mining_usage, ranking_usage = TokenUsage(), TokenUsage()
@@ -425,7 +301,11 @@ class Synthesizer:
             rng = query_rng(cfg.seed, q.dataset, q.qid)
             cands = build_candidate_list(pool, positives, cfg.lists, rng, exclude=exclude)
             docs = {d: corpus[d] for d in cands.docids}
-            log["list"] = {"size": len(cands.docids), "positives": len(cands.positives), "hard": len(cands.hard_negatives)}
+            log["list"] = {
+                "size": len(cands.docids),
+                "positives": len(cands.positives),
+                "hard": len(cands.hard_negatives),
+            }
             if not cands.positives:
                 sample = SyntheticSample(q.dataset, q.qid, cands.docids, list(cands.docids), "", [])
                 return _Outcome(q, "dropped", "no_positives", sample, docs=docs, log=log)

@@ -17,18 +17,55 @@ import random
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TOPICS", "make_task", "write_task", "build_tiny_model"]
+from reasonrank.core.format import format_output
+from reasonrank.testing.tiny_model import THINK_TAGS, save_qwen3, train_tokenizer
+
+__all__ = ["TOPICS", "build_tiny_model", "build_toy_workspace", "make_task", "write_task"]
 
 TOPICS = [
-    "zorv", "quelb", "miraq", "tovex", "plinth", "grasp", "vendo", "kulak", "ossim", "brant",
-    "yelto", "fimber", "drax", "wumpo", "nerit", "calyx", "jorum", "spelk", "thrum", "uvula",
-    "pexit", "raddle", "sorrel", "gimlet", "hovel", "lumen", "mirth", "nadir", "oxbow", "quaff",
+    "zorv",
+    "quelb",
+    "miraq",
+    "tovex",
+    "plinth",
+    "grasp",
+    "vendo",
+    "kulak",
+    "ossim",
+    "brant",
+    "yelto",
+    "fimber",
+    "drax",
+    "wumpo",
+    "nerit",
+    "calyx",
+    "jorum",
+    "spelk",
+    "thrum",
+    "uvula",
+    "pexit",
+    "raddle",
+    "sorrel",
+    "gimlet",
+    "hovel",
+    "lumen",
+    "mirth",
+    "nadir",
+    "oxbow",
+    "quaff",
 ]
 FILLER = ["river", "solar", "code", "stone", "green", "paper", "music", "light", "cloud", "metal", "bread", "glass"]
 
 
-def make_task(num_queries: int, *, window: int = 4, seed: int = 0, prefix: str = "q",
-              num_topics: int | None = None, unreliable_topics: int = 0) -> list[dict[str, Any]]:
+def make_task(
+    num_queries: int,
+    *,
+    window: int = 4,
+    seed: int = 0,
+    prefix: str = "q",
+    num_topics: int | None = None,
+    unreliable_topics: int = 0,
+) -> list[dict[str, Any]]:
     """Synthetic samples: ``{"dataset","qid","query","docs": {id: text},"initial_list","final_list","relevant_docids","reasoning"}``.
 
     ``relevant_docids`` is always the truth. On queries about the first ``unreliable_topics`` topics the
@@ -59,12 +96,21 @@ def make_task(num_queries: int, *, window: int = 4, seed: int = 0, prefix: str =
         final = [d for d in initial if d in relevant] + [d for d in initial if d not in relevant]
         if topic in unreliable:
             final = guesses.sample(initial, len(initial))
-        reasoning = " ".join(f"[{k}] {words[d]} vs {topic} {'yes' if d in relevant else 'no'}"
-                             for k, d in enumerate(initial, 1))
-        samples.append({
-            "dataset": "toy", "qid": f"{prefix}{i}", "query": f"about {topic}", "docs": docs,
-            "initial_list": initial, "final_list": final, "relevant_docids": relevant, "reasoning": reasoning,
-        })
+        reasoning = " ".join(
+            f"[{k}] {words[d]} vs {topic} {'yes' if d in relevant else 'no'}" for k, d in enumerate(initial, 1)
+        )
+        samples.append(
+            {
+                "dataset": "toy",
+                "qid": f"{prefix}{i}",
+                "query": f"about {topic}",
+                "docs": docs,
+                "initial_list": initial,
+                "final_list": final,
+                "relevant_docids": relevant,
+                "reasoning": reasoning,
+            }
+        )
     return samples
 
 
@@ -73,15 +119,21 @@ def write_task(samples: list[dict[str, Any]], out_dir: str | Path) -> Path:
     out = Path(out_dir)
     (out / "id_query").mkdir(parents=True, exist_ok=True)
     (out / "id_doc").mkdir(parents=True, exist_ok=True)
-    with (out / "training_data_all.jsonl").open("w", encoding="utf-8") as main, \
-            (out / "id_query" / "toy.jsonl").open("w", encoding="utf-8") as queries, \
-            (out / "id_doc" / "toy.tsv").open("w", encoding="utf-8") as docs:
+    with (
+        (out / "training_data_all.jsonl").open("w", encoding="utf-8") as main,
+        (out / "id_query" / "toy.jsonl").open("w", encoding="utf-8") as queries,
+        (out / "id_doc" / "toy.tsv").open("w", encoding="utf-8") as docs,
+    ):
         for s in samples:
             queries.write(json.dumps({"id": s["qid"], "text": s["query"]}) + "\n")
             for docid, text in s["docs"].items():
                 docs.write(f"{docid}\t{text}\n")
-            main.write(json.dumps({k: s[k] for k in ("dataset", "qid", "initial_list", "final_list",
-                                                     "reasoning", "relevant_docids")}) + "\n")
+            main.write(
+                json.dumps(
+                    {k: s[k] for k in ("dataset", "qid", "initial_list", "final_list", "reasoning", "relevant_docids")}
+                )
+                + "\n"
+            )
     return out / "training_data_all.jsonl"
 
 
@@ -91,72 +143,70 @@ CHAT_TEMPLATE = (
     "{%- else %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
-TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
+TAGS = list(THINK_TAGS)
 
 
-def build_tiny_model(out_dir: str | Path, *, extra_text: list[str] | None = None, vocab_size: int = 700,
-                     hidden_size: int = 64, num_layers: int = 2, seed: int = 0, max_window: int = 20) -> Path:
+def build_tiny_model(
+    out_dir: str | Path,
+    *,
+    extra_text: list[str] | None = None,
+    vocab_size: int = 700,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    seed: int = 0,
+    max_window: int = 20,
+) -> Path:
     """A random tiny Qwen3 with a locally trained byte-level BPE tokenizer, saved to ``out_dir``.
 
     The think/answer tags are non-special added tokens (GRPO decodes with ``skip_special_tokens``),
     eos is ``<|im_end|>``, the ChatML template carries ``{% generation %}`` markers, and ``[1]`` ..
     ``[max_window]`` are single tokens.
     """
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import AddedToken, AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen3Config
-
     from reasonrank.core.prompts import build_messages
 
-    out = Path(out_dir)
     lines = []
     for s in make_task(60, seed=seed + 999, prefix="v"):
         msgs = build_messages(s["query"], list(s["docs"].values()))
         lines += [m["content"] for m in msgs]
-        lines.append(f"<think> {s['reasoning']} </think> <answer> [1] > [2] > [3] > [4] </answer>")
+        lines.append(format_output(s["reasoning"], [1, 2, 3, 4]))
     lines += list(extra_text or [])
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                       show_progress=False))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>",
-                                  bos_token=None, unk_token=None,
-                                  additional_special_tokens=["<|im_start|>", "<|endoftext|>"],
-                                  padding_side="left", model_max_length=4096)
-    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAGS])
     # Window identifiers as single tokens make "find passage [k]" a plain induction-head lookup.
-    tok.add_tokens([AddedToken(f"[{k}]", special=False, normalized=False) for k in range(1, max_window + 1)])
-    tok.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(seed)
-    config = Qwen3Config(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-                         head_dim=hidden_size // 4, tie_word_embeddings=True, max_position_embeddings=4096,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.bos_token_id = None
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    window_ids = [f"[{k}]" for k in range(1, max_window + 1)]
+    tokenizer = train_tokenizer(
+        lines,
+        vocab_size=vocab_size,
+        chat_template=CHAT_TEMPLATE,
+        padding_side="left",
+        model_max_length=4096,
+        added_tokens=(TAGS, window_ids),
+    )
+    return save_qwen3(tokenizer, out_dir, hidden_size=hidden_size, num_layers=num_layers, seed=seed)
+
+
+def build_toy_workspace(out_dir: str | Path, *, queries: int = 64, only_missing: bool = False) -> tuple[Path, Path]:
+    """The tiny model in ``OUT/model`` and toy data in ``OUT/data`` (what the tiny-cpu configs train on).
+
+    ``only_missing``: keep a model or data already there. Returns (model dir, ``training_data_all.jsonl``).
+    """
+    out = Path(out_dir)
+    model, data = out / "model", out / "data" / "training_data_all.jsonl"
+    if not (only_missing and (model / "config.json").is_file()):
+        build_tiny_model(model)
+    if not (only_missing and data.is_file()):
+        write_task(make_task(queries), data.parent)
+    return model, data
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m reasonrank.training.toy OUT_DIR``: a tiny model in OUT/model and toy data in OUT/data."""
+    """``python -m reasonrank.testing.toy OUT_DIR``: a tiny model in OUT/model and toy data in OUT/data."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("out_dir")
     parser.add_argument("--queries", type=int, default=64)
     args = parser.parse_args(argv)
-    out = Path(args.out_dir)
-    build_tiny_model(out / "model")
-    path = write_task(make_task(args.queries), out / "data")
-    print(f"model: {out / 'model'}\ndata: {path}")
+    model, data = build_toy_workspace(args.out_dir, queries=args.queries)
+    print(f"model: {model}\ndata: {data}")
     return 0
 
 

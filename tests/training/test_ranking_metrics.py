@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from reasonrank.training.metrics import average_overlap, ndcg_at_k, recall_at_k
+from reasonrank.training.ranking_metrics import average_overlap, ndcg_at_k, recall_at_k
 
 
 def test_against_pytrec_eval():

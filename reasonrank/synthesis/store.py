@@ -48,7 +48,9 @@ class SyntheticSample:
     relevant_docids: list[str]  # teacher-mined (or qrels) positives, subset of initial_list
 
     def __post_init__(self) -> None:
-        if sorted(self.final_list) != sorted(self.initial_list) or len(set(self.initial_list)) != len(self.initial_list):
+        if sorted(self.final_list) != sorted(self.initial_list) or len(set(self.initial_list)) != len(
+            self.initial_list
+        ):
             raise ValueError(f"{self.qid}: final_list must be a permutation of initial_list (distinct ids)")
         if not set(self.relevant_docids) <= set(self.initial_list):
             raise ValueError(f"{self.qid}: relevant_docids must be a subset of initial_list")
@@ -190,7 +192,7 @@ class SynthesisStore:
             self._lock.close()
             self._lock = None
 
-    def __enter__(self) -> "SynthesisStore":
+    def __enter__(self) -> SynthesisStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:

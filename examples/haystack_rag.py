@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> list[Document]:
     print(f"\nReasonRank top {len(ranked)} ({seconds:.1f} s):")
     for doc in ranked:
         print(f"  {doc.score:6.3f}  (bm25 {doc.meta.get('retrieval_score', 0.0):.3f})  {doc.content}")
+    usage = out["ranker"]["meta"]["usage"]  # also set as tags on the component's tracing span
+    print(
+        f"model calls: {usage['calls']}, tokens: {usage['prompt_tokens']} prompt + {usage['completion_tokens']} generated"
+    )
     reasoning = ranked[0].meta.get("reasonrank_reasoning") if ranked else None
     if reasoning:
         short = " ".join(reasoning.split())

@@ -26,7 +26,7 @@ from typing import Any
 
 import bm25s
 from langchain_classic.retrievers import ContextualCompressionRetriever
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import CallbackManagerForRetrieverRun, get_usage_metadata_callback
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import PrivateAttr
@@ -159,11 +159,14 @@ def main(argv: Sequence[str] | None = None) -> list[Document]:
         print(f"  {rank}. {doc.id:<16} bm25={doc.metadata['score']:.3f}")
 
     start = time.perf_counter()
-    docs = retriever.invoke(args.query)
+    with get_usage_metadata_callback() as usage:  # each window is a child LLM run carrying its token usage
+        docs = retriever.invoke(args.query)
     print(f"\nReasonRank top {len(docs)} ({time.perf_counter() - start:.1f} s):")
     for rank, doc in enumerate(docs, 1):
         m = doc.metadata
         print(f"  {rank}. {doc.id:<16} relevance={m['relevance_score']:.3f} bm25={m.get('retrieval_score', 0):.3f}")
+    for model, tokens in usage.usage_metadata.items():
+        print(f"tokens ({model}): {tokens['input_tokens']} prompt + {tokens['output_tokens']} generated")
     reasoning = docs[0].metadata.get("reasonrank_reasoning") if docs else None
     if reasoning:
         print(f"\nreasoning behind the top document (first 300 characters):\n  {' '.join(reasoning.split())[:300]}")

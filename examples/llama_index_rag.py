@@ -41,6 +41,9 @@ from typing import Any
 from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import NodeWithScore
 
@@ -217,6 +220,20 @@ def show(title: str, nodes: Sequence[NodeWithScore]) -> None:
         print(f"  {rank}. {n.score:.3f}  {n.node.metadata['source']:<20}{extra}  {n.node.get_content()[:60]}...")
 
 
+class TokenTally(BaseEventHandler):
+    """Sums the token counts of the LLM chat events ReasonRank emits per model call (as any tracer sees them)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        if isinstance(event, LLMChatEndEvent) and event.response is not None:
+            self.calls += 1
+            self.prompt_tokens += event.response.additional_kwargs.get("prompt_tokens", 0)
+            self.completion_tokens += event.response.additional_kwargs.get("completion_tokens", 0)
+
+
 def main(argv: Sequence[str] | None = None) -> list[NodeWithScore]:
     args = parse_args(argv)
     documents = [
@@ -235,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> list[NodeWithScore]:
     # A query engine with the reranker as node postprocessor. MockLLM echoes the prompt it gets, which
     # keeps this offline and shows the context the LLM would see: plug in your LLM (llm=OpenAILike(...)).
     engine = index.as_query_engine(llm=MockLLM(), similarity_top_k=len(documents), node_postprocessors=[rerank])
+    tally = TokenTally()  # on the adapter's dispatcher; a handler on the root dispatcher sees the same events
+    get_dispatcher("reasonrank.integrations.llama_index").add_event_handler(tally)
     start = time.perf_counter()
     response = engine.query(args.query)
     print()
@@ -242,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> list[NodeWithScore]:
         f"ReasonRank top {args.top_n} ({rerank.reranker.backend.name}, {time.perf_counter() - start:.1f}s):",
         response.source_nodes,
     )
+    print(f"model calls: {tally.calls}, tokens: {tally.prompt_tokens} prompt + {tally.completion_tokens} generated")
     reasoning = response.source_nodes[0].node.metadata.get("reasonrank_reasoning") if response.source_nodes else None
     if reasoning is not None:
         text = (reasoning.strip()[:400] or "(none)").replace("\n", "\n  ")

@@ -73,7 +73,12 @@ def hand_off_to_sft(out: Path, steps: int) -> None:
             "model": str(model),
             "output_dir": str(out / "sft"),
             "finetuning": "full",
-            "data": {"train_files": [str(data)], "max_passage_tokens": 48},
+            # decontamination is on by default; DL19 is the training set here, so check the other sets only
+            "data": {
+                "train_files": [str(data)],
+                "max_passage_tokens": 48,
+                "decontaminate": ["dl20", "noveleval", "bright"],
+            },
             "max_steps": steps,
             "per_device_train_batch_size": 1,
             "gradient_accumulation_steps": 1,

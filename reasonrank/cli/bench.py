@@ -10,7 +10,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reasonrank.cli.rerank import add_input_options, add_reranker_options, backend_failed, build_reranker, load_input
+from reasonrank.cli.rerank import (
+    add_input_options,
+    add_report_options,
+    add_reranker_options,
+    backend_failed,
+    build_reranker,
+    check_report_options,
+    failure_status,
+    load_input,
+)
 
 __all__ = ["register", "run"]
 
@@ -20,7 +29,8 @@ def register(subparsers: Any) -> None:
         "bench",
         help="first stage -> rerank -> evaluate a dataset, writing run, metrics and traces",
         description="Rerank a dataset's first-stage candidates and evaluate them beside the first stage. "
-        "Writes run.trec, metrics.json and traces.jsonl to --out (one sub-folder per BRIGHT task).",
+        "Writes run.trec, metrics.json and traces.jsonl to --out (one sub-folder per BRIGHT task); the run "
+        "and the traces are appended to after each batch of queries, so an interrupted bench keeps them.",
     )
     add_input_options(
         bench, dataset_help="dl19, dl20, noveleval, bright[:TASK,...] (needs --corpus) or a JSONL file in their format"
@@ -30,15 +40,19 @@ def register(subparsers: Any) -> None:
     bench.add_argument("--metrics", default="ndcg@10", help="comma-separated metrics (default ndcg@10)")
     bench.add_argument("--tag", default="reasonrank", help="run tag")
     bench.add_argument("--json", action="store_true", help="print the metrics JSON instead of a table")
+    add_report_options(bench)
     add_reranker_options(bench)
     bench.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from reasonrank import BackendError
-    from reasonrank.evaluation import bench, parse_metrics
+    from reasonrank.evaluation import RerankedRun, bench, parse_metrics
     from reasonrank.evaluation.bench import summary_table
+    from reasonrank.evaluation.io import check_tag
 
+    check_report_options(args)
+    check_tag(args.tag)
     metrics = list(parse_metrics(args.metrics))
     if args.qrels and not args.run:
         raise ValueError("--qrels applies with --run; a --dataset brings its own judgments")
@@ -53,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             tag=args.tag,
             progress=not args.no_progress,
+            prices=(args.price_in, args.price_out),
         )
     except BackendError as err:
-        return backend_failed("bench", err)
+        return backend_failed("bench", err, written=args.out)
     finally:
         reranker.close()
     if args.json:
@@ -63,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         for m in metrics:
             print(summary_table(results, m))
-        calls = sum(r.reranked_run.calls for r in results)
-        print(f"{calls} LLM calls; run, metrics.json and traces.jsonl in {args.out}", file=sys.stderr)
-    return 0
+    total = RerankedRun.total([r.reranked_run for r in results])
+    print(
+        f"{total.calls} LLM calls ({total.repaired_windows} repaired, {total.failed_windows} failed) in "
+        f"{total.seconds:.1f} s; run, metrics.json and traces.jsonl in {args.out}\n"
+        f"{total.usage_line(args.price_in, args.price_out)}",
+        file=sys.stderr,
+    )
+    return failure_status("bench", total, args.max_failed_share, args.out)

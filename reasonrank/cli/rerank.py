@@ -19,7 +19,13 @@ __all__ = [
     "add_input_options",
     "load_input",
     "backend_failed",
+    "add_report_options",
+    "check_report_options",
+    "failure_status",
 ]
+
+#: the share of windows that may fail (or be skipped after a failure) before the CLI exits 1
+MAX_FAILED_SHARE = 0.1
 
 
 def _cli_settings() -> list[tuple[str, Any, dict[str, Any], type, bool]]:
@@ -36,7 +42,7 @@ def _cli_settings() -> list[tuple[str, Any, dict[str, Any], type, bool]]:
     for name, default, meta in iter_settings():
         if meta["cli"]:
             kinds = typing.get_args(hints[name]) or (hints[name],)
-            value_type = next((t for t in kinds if t in (int, float)), str)
+            value_type = bool if bool in kinds else next((t for t in kinds if t in (int, float)), str)
             zero_means_none = type(None) in kinds and value_type is not str and default is not None
             out.append((name, default, meta, value_type, zero_means_none))
     return out
@@ -52,13 +58,12 @@ def add_reranker_options(parser: argparse.ArgumentParser) -> None:
         shown = "" if meta["secret"] or default is None else f" (default: {default}"
         if zero_means_none:
             shown += "; 0: None"
-        group.add_argument(
-            "--" + name.replace("_", "-"),
-            type=value_type,
-            default=default,
-            choices=meta["choices"],
-            help=meta["help"] + (shown and shown + ")"),
-        )
+        flag = "--" + name.replace("_", "-")
+        help_text = meta["help"] + (shown and shown + ")")
+        if value_type is bool:  # --cache-sampled / --no-cache-sampled
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            continue
+        group.add_argument(flag, type=value_type, default=default, choices=meta["choices"], help=help_text)
     group.add_argument("--concurrency", type=int, default=None, help="openai backend: concurrent requests at most")
 
 
@@ -126,10 +131,50 @@ def load_input(args: argparse.Namespace, *, many: bool = False) -> dict[str, Any
     return {name: ds.limit(args.limit) for name, ds in found.items()}
 
 
-def backend_failed(command: str, err: Exception) -> int:
+def backend_failed(command: str, err: Exception, written: str | None = None) -> int:
     """Report a window the backend could not answer (``--on-error raise``) without a traceback."""
+    kept = f"\nthe queries finished before it are in {written}" if written else ""
     print(
-        f"reasonrank {command}: error: {err}\n(--on-error keep keeps a failed window's order instead)", file=sys.stderr
+        f"reasonrank {command}: error: {err}\n(--on-error keep keeps a failed window's order instead){kept}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-failed-share`` and the token prices (shared with ``reasonrank bench``)."""
+    group = parser.add_argument_group("failures and cost")
+    group.add_argument(
+        "--max-failed-share",
+        type=float,
+        default=MAX_FAILED_SHARE,
+        help="exit 1 (the run still written) when more than this share of windows failed or were skipped "
+        f"after a failure (default {MAX_FAILED_SHARE}; 1: never)",
+    )
+    group.add_argument("--price-in", type=float, default=None, help="$ per 1M prompt tokens, for the cost estimate")
+    group.add_argument("--price-out", type=float, default=None, help="$ per 1M completion tokens")
+
+
+def check_report_options(args: argparse.Namespace) -> None:
+    if not 0.0 <= args.max_failed_share <= 1.0:
+        raise ValueError(f"--max-failed-share must be in [0, 1], got {args.max_failed_share}")
+    for name in ("price_in", "price_out"):
+        value = getattr(args, name)
+        if value is not None and not value >= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+
+
+def failure_status(command: str, run: Any, max_share: float, written: str) -> int:
+    """1 (with the cause and counts on stderr) when more than ``max_share`` of the windows were lost to errors."""
+    if not run.error_windows or run.failed_share <= max_share:
+        return 0
+    after = run.error_windows - run.failed_windows
+    print(
+        f"reasonrank {command}: error: {run.error_windows} of {run.windows} windows ({run.failed_share:.0%}) were not "
+        f"ranked by the model ({run.failed_windows} failed, {after} skipped after a failure), more than "
+        f"--max-failed-share {max_share:g}; first error: {run.first_error}\n"
+        f"those windows kept their first-stage order in {written}",
+        file=sys.stderr,
     )
     return 1
 
@@ -151,34 +196,46 @@ def register(subparsers: Any) -> None:
         "--traces", default=None, help="write every window (prompt ids, raw output, parsed order) to this JSONL"
     )
     parser.add_argument("--tag", default="reasonrank", help="run tag (last column)")
+    add_report_options(parser)
     add_reranker_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from reasonrank import BackendError
-    from reasonrank.evaluation import rerank_dataset, write_run
+    """Rerank, appending each batch's queries to ``--output`` (and ``--traces``) as they finish."""
+    from contextlib import ExitStack
 
+    from reasonrank import BackendError
+    from reasonrank.evaluation import rerank_dataset
+    from reasonrank.evaluation.io import check_tag, open_text
+
+    check_report_options(args)
+    check_tag(args.tag)
     ((name, dataset),) = load_input(args).items()
     if not dataset.has_texts():
         raise ValueError(f"{name} has no document texts; give --corpus")
     reranker = build_reranker(args)
-    traces = open(args.traces, "w", encoding="utf-8") if args.traces else None
-    try:
-        result = rerank_dataset(
-            dataset, reranker, batch_size=args.batch_size, traces=traces, progress=not args.no_progress
-        )
-    except BackendError as err:
-        return backend_failed("rerank", err)
-    finally:
-        if traces is not None:
-            traces.close()
-        reranker.close()
-    path = write_run(args.output, result.rankings, args.tag)
+    with ExitStack() as stack:
+        stack.callback(reranker.close)
+        run_out = stack.enter_context(open_text(args.output, "w"))
+        traces = stack.enter_context(open(args.traces, "w", encoding="utf-8")) if args.traces else None
+        try:
+            result = rerank_dataset(
+                dataset,
+                reranker,
+                batch_size=args.batch_size,
+                traces=traces,
+                progress=not args.no_progress,
+                run_out=run_out,
+                tag=args.tag,
+            )
+        except BackendError as err:
+            return backend_failed("rerank", err, written=args.output)
     cost = result.cost()
     print(
         f"reranked {cost['queries']} queries of {name} with {cost['calls']} LLM calls "
-        f"({cost['repaired_windows']} repaired, {cost['failed_windows']} failed) in {cost['seconds']:.1f} s -> {path}",
+        f"({cost['repaired_windows']} repaired, {cost['failed_windows']} failed) in {cost['seconds']:.1f} s "
+        f"-> {args.output}\n{result.usage_line(args.price_in, args.price_out)}",
         file=sys.stderr,
     )
-    return 0
+    return failure_status("rerank", result, args.max_failed_share, args.output)

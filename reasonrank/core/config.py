@@ -111,6 +111,13 @@ class RerankerConfig:
     on_error: str = _setting(
         "raise", "a failed window raises, or keeps its order (flagged in the trace)", choices=ON_ERROR
     )
+    deadline: float | None = _setting(
+        None, "seconds one rerank call may take; then it returns the best order so far (None: no limit)"
+    )
+    cache: Any = _setting(
+        None, "window cache: memory, memory:<entries>, sqlite:///path.db, redis://host:port/db (None: off)"
+    )
+    cache_sampled: bool = _setting(False, "also cache windows decoded with temperature > 0")
     show_progress: bool = _setting(False, "a progress bar over windows", cli=False)
     backend_kwargs: Mapping[str, Any] = _setting(
         dict, "extra keywords for the backend's constructor (timeout=, device=, ...)", cli=False
@@ -137,8 +144,12 @@ class RerankerConfig:
             raise ValueError(f"unknown strategy {self.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
         object.__setattr__(self, "prompt_mode", PromptMode.parse(self.prompt_mode).value)
         _choice("on_error", self.on_error, ON_ERROR)
-        if not isinstance(self.show_progress, bool):
-            raise ValueError(f"show_progress must be True or False, got {self.show_progress!r}")
+        for name in ("show_progress", "cache_sampled"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        from reasonrank.core.cache import check_cache_spec
+
+        check_cache_spec(self.cache)
 
     def _check_numbers(self) -> None:
         _integer("window_size", self.window_size, minimum=2)
@@ -155,6 +166,7 @@ class RerankerConfig:
             raise ValueError("top_k must be -1 (off) or >= 1, got 0")
         _number("min_p", self.min_p, minimum=0.0, maximum=1.0)
         _integer("seed", self.seed, minimum=0, optional=True)
+        _number("deadline", self.deadline, minimum=0.0, open_minimum=True)
 
     def _check_backend_options(self) -> None:
         from reasonrank.core.backends.base import Backend

@@ -9,16 +9,16 @@ the window's order when there is none.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
-from reasonrank.core.format import OUTPUT_RE_LENIENT
+from reasonrank.core.format import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, Tags, find_output
 
 __all__ = ["ParsedAnswer", "parse_ranking", "parse_response"]
 
-_ANSWER_ONLY = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
-_ANSWER_OPEN = re.compile(r"<answer>", re.IGNORECASE)
-_THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
+# Every step is linear in the output: the tags are found in one scan (format.Tags), the chain and
+# number regexes have no nested unbounded repetition that could re-scan, and ids are compared by length
+# before int() (a 5,000-digit id is out of range, not a ValueError).
 # A chain of at least two bracketed ids joined by '>' (a lone "[3]" in prose is not an answer).
 _CHAIN = re.compile(r"\[\s*\d+\s*\](?:\s*>\s*\[\s*\d+\s*\])+")
 _NUMBER = re.compile(r"\d+")  # \d matches any Unicode decimal digit; int() reads them (e.g. fullwidth)
@@ -47,36 +47,52 @@ class ParsedAnswer:
         return bool(self.repairs)
 
 
-def _answer_text(text: str, *, direct: bool) -> tuple[str | None, list[str]]:
-    match = OUTPUT_RE_LENIENT.search(text)
+def _answer_text(text: str, tags: Tags, *, direct: bool) -> tuple[str | None, list[str]]:
+    match = find_output(text, tags=tags)
     if match:  # the full grammar: <think>...</think> <answer>...</answer>
         return match.group(2).strip(), []
-    match = _ANSWER_ONLY.search(text)
-    if match:
-        return match.group(1).strip(), []
-    opens = list(_ANSWER_OPEN.finditer(text))
-    if opens:  # truncated inside the answer: take what follows the last <answer>
-        return text[opens[-1].end() :].strip(), [UNCLOSED_ANSWER]
+    pair = tags.pair(ANSWER_OPEN, ANSWER_CLOSE)
+    if pair:
+        return text[pair[0][1] : pair[1][0]].strip(), []
+    last_open = tags.last(ANSWER_OPEN)
+    if last_open:  # truncated inside the answer: take what follows the last <answer>
+        return text[last_open[1] :].strip(), [UNCLOSED_ANSWER]
     repairs = [] if direct else [NO_ANSWER_TAG]
-    tail = text
-    close = list(_THINK_CLOSE.finditer(text))
-    if close:
-        tail = text[close[-1].end() :]
-    chains = _CHAIN.findall(tail) or ([] if tail is text else _CHAIN.findall(text))
-    if chains:
-        return chains[-1], repairs + ([] if direct else [USED_LAST_CHAIN])
+    close = tags.last(THINK_CLOSE)
+    tail = text[close[1] :] if close else text
+    chain = _last_chain(tail) or (_last_chain(text) if close else None)
+    if chain:
+        return chain, repairs + ([] if direct else [USED_LAST_CHAIN])
     return None, repairs + [KEPT_WINDOW_ORDER]
 
 
-def _reasoning(text: str) -> str:
-    match = _THINK.search(text)
-    if match:
-        return match.group(1).strip()
-    close = _THINK_CLOSE.search(text)
+def _last_chain(text: str) -> str | None:
+    last = None
+    for last in _CHAIN.finditer(text):  # noqa: B007 - only the last one is wanted
+        pass
+    return last.group(0) if last else None
+
+
+def _reasoning(text: str, tags: Tags) -> str:
+    pair = tags.pair(THINK_OPEN, THINK_CLOSE)
+    if pair:
+        return text[pair[0][1] : pair[1][0]].strip()
+    close = tags.first(THINK_CLOSE)
     if close:
-        return text[: close.start()].replace("<think>", "").strip()
-    opens = _ANSWER_OPEN.search(text)
-    return (text[: opens.start()] if opens else text).replace("<think>", "").strip()
+        return text[: close[0]].replace("<think>", "").strip()
+    opens = tags.first(ANSWER_OPEN)
+    return (text[: opens[0]] if opens else text).replace("<think>", "").strip()
+
+
+def _index(token: str, n: int) -> int | None:
+    """The 0-based index an id token names, or None when it is out of ``1..n`` (without int() on huge ids)."""
+    if len(token) > len(str(n)):  # maybe leading zeros (of any script): skip them, then compare lengths
+        first = next((k for k, ch in enumerate(token) if ch != "0" and unicodedata.decimal(ch) != 0), len(token))
+        token = token[first:]
+        if len(token) > len(str(n)):
+            return None
+    index = int(token or "0") - 1
+    return index if 0 <= index < n else None
 
 
 def _permutation(answer: str, n: int) -> tuple[list[int], list[str]]:
@@ -85,8 +101,8 @@ def _permutation(answer: str, n: int) -> tuple[list[int], list[str]]:
     order: list[int] = []
     duplicates = out_of_range = False
     for token in _NUMBER.findall(answer):
-        index = int(token) - 1
-        if not 0 <= index < n:
+        index = _index(token, n)
+        if index is None:
             out_of_range = True
             continue
         if index in seen:
@@ -116,13 +132,14 @@ def parse_response(text: str | None, n: int, *, direct: bool = False) -> ParsedA
     if n < 0:
         raise ValueError(f"window size must be >= 0, got {n}")
     text = text or ""
-    answer, repairs = _answer_text(text, direct=direct)
+    tags = Tags(text)
+    answer, repairs = _answer_text(text, tags, direct=direct)
     if answer is None and direct and text.strip():
         answer, repairs = text.strip(), []
     if answer is None:
-        return ParsedAnswer(list(range(n)), None, _reasoning(text), repairs)
+        return ParsedAnswer(list(range(n)), None, _reasoning(text, tags), repairs)
     order, more = _permutation(answer, n)
-    return ParsedAnswer(order, answer, "" if direct else _reasoning(text), repairs + more)
+    return ParsedAnswer(order, answer, "" if direct else _reasoning(text, tags), repairs + more)
 
 
 def parse_ranking(text: str | None, n: int) -> list[int]:

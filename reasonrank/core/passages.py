@@ -60,15 +60,53 @@ def escape_ids(content: str) -> str:
     return _BRACKETED_NUMBER.sub(r"(\1)", content)
 
 
+#: A text longer than ``max_tokens * CHARS_PER_TOKEN`` characters is cut at the next line end before
+#: ftfy. Generous (tokenizers average 3-5 characters per token): when the truncation still cuts inside
+#: the kept lines, the result is the one of the whole text; otherwise the whole text is used.
+CHARS_PER_TOKEN = 6
+# how far before the end of the kept lines the truncation must have cut (the last token before a line
+# end may be merged with what follows it in the whole text)
+_CUT_MARGIN = 16
+
+
+def _head_lines(text: str, max_chars: int) -> str:
+    """``text`` up to the first line end at or after ``max_chars`` (``text`` itself when there is none)."""
+    if len(text) <= max_chars:
+        return text
+    end = text.find("\n", max_chars)
+    return text if end < 0 else text[: end + 1]
+
+
 def passage_contents(passages: Sequence[Passage], max_tokens: int | None) -> Generator[list[str], list[str], list[str]]:
-    """Prompt contents of ``passages``; yields the cleaned texts once to be truncated (when ``max_tokens``)."""
-    cleaned = [clean_passage(p) for p in passages]
-    if max_tokens is not None and cleaned:
-        truncated = yield cleaned
-        if len(truncated) != len(cleaned):
-            raise ValueError(f"truncation returned {len(truncated)} texts for {len(cleaned)} passages")
-        cleaned = list(truncated)
-    return [escape_ids(c) for c in cleaned]
+    """Prompt contents of ``passages``; yields cleaned texts to be truncated (when ``max_tokens``).
+
+    Each passage is cleaned once. A long passage is cut at a line end before ftfy (ftfy fixes line by
+    line, so the fixed head is exactly the head of the fixed whole); only when the truncation does not
+    cut well inside that head are the whole texts of those passages cleaned and yielded a second time.
+    """
+    stripped = [passage_text(p).strip() for p in passages]
+    if max_tokens is None or not stripped:
+        return [escape_ids(fix_text(s)) for s in stripped]
+    heads = [_head_lines(s, max_tokens * CHARS_PER_TOKEN) if max_tokens > 0 else s for s in stripped]
+    cleaned = [fix_text(h) for h in heads]
+    truncated = _checked((yield cleaned), cleaned)
+    redo = [i for i, (head, s) in enumerate(zip(heads, stripped)) if head is not s and not _cut_inside(
+        cleaned[i], truncated[i])]  # fmt: skip
+    if redo:
+        whole = [fix_text(stripped[i]) for i in redo]
+        for i, text in zip(redo, _checked((yield whole), whole)):
+            truncated[i] = text
+    return [escape_ids(t) for t in truncated]
+
+
+def _checked(truncated: list[str], texts: list[str]) -> list[str]:
+    if len(truncated) != len(texts):
+        raise ValueError(f"truncation returned {len(truncated)} texts for {len(texts)} passages")
+    return list(truncated)
+
+
+def _cut_inside(head: str, truncated: str) -> bool:
+    return len(truncated) + _CUT_MARGIN <= len(head.rstrip())
 
 
 def prepare_passages(

@@ -12,8 +12,6 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Literal
 
-import ftfy
-
 from reasonrank.core.format import ANSWER_PATTERN
 
 __all__ = [
@@ -102,7 +100,9 @@ _BRACKETED_NUMBER = re.compile(r"\[(\d+)\]")
 # The only ASCII characters ftfy changes: C0 controls other than \t \n \f, DEL, \r (line breaks), and '&'
 # (HTML entities) when unescaping is on. Checked against ftfy 6.3 for every ASCII character.
 _FTFY_TOUCHES_ASCII = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\r]")
-_MAX_SEGMENT = ftfy.TextFixerConfig().max_decode_length
+# ftfy's TextFixerConfig().max_decode_length (a test checks it); ftfy itself is imported on first use
+# (it is half of ``import reasonrank``'s time).
+_MAX_SEGMENT = 1_000_000
 
 
 def _untouched(segment: str, unescape_html: bool | str) -> bool:
@@ -113,6 +113,8 @@ def _untouched(segment: str, unescape_html: bool | str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _fix_segment(segment: str, unescape_html: bool | str) -> str:
+    import ftfy
+
     return ftfy.fix_text(segment, unescape_html=unescape_html)
 
 
@@ -164,6 +166,28 @@ def _fix_message(content: str) -> str:
     return fix_text(content, unescape_html=False)
 
 
+@lru_cache(maxsize=8192)
+def _fixed_passage_line(content: str) -> str:
+    return _fix_message(content + "\n")
+
+
+def _passage_line(rank: int, content: str) -> str:
+    """``_fix_message(f"[{rank}] {content}\n")``, with the fix of ``content`` made once for all its windows.
+
+    ftfy fixes line by line, and with ``unescape_html=False`` each line on its own, so only the first
+    line of ``content`` shares its line with the window-local ``[rank] ``. ftfy (6.x) treats that ASCII
+    prefix independently of what follows when the first character after it is printable ASCII: every
+    step is per character except the mojibake gate (``badness.BADNESS_RE``), and none of its patterns
+    can match across ``"] "`` into a printable ASCII character or is anchored there; encoding the line
+    in ftfy's single-byte encodings keeps ASCII as is. ``tests/core/test_prompts.py`` checks this
+    against the whole-message fix. Other first characters (and empty or huge contents) take the
+    whole-line path.
+    """
+    if content and " " < content[0] < "\x7f" and len(content) < _MAX_SEGMENT // 2:
+        return f"[{rank}] {_fixed_passage_line(content)}"
+    return _fix_message(f"[{rank}] {content}\n")
+
+
 def build_messages(
     query: str,
     passages: Sequence[str],
@@ -173,19 +197,25 @@ def build_messages(
 
     ``passages`` are prompt contents already prepared by :mod:`reasonrank.core.passages` (cleaned,
     truncated, ids escaped), in the window's current order; they are numbered ``[1]..[num]`` inside the window.
+    The user message is ftfy-fixed as a whole, as the authors do, but each line ending in ``\n`` is fixed
+    on its own: the query lines here, each passage's lines once for every window that shows it.
     """
     mode = PromptMode.parse(mode)
     query = normalize_query(query)
     num = len(passages)
     # The prefix ends with "\n"; one more "\n" leaves the blank line the model was trained with.
-    parts = [prefix_prompt(query, num), "\n"]
-    for rank, content in enumerate(passages, start=1):
-        parts.append(f"[{rank}] {content}\n")
-    parts.append(suffix_prompt(query, num, mode))
+    parts = [_fix_message(prefix_prompt(query, num) + "\n")]
+    parts.extend(_passage_line(rank, content) for rank, content in enumerate(passages, start=1))
+    parts.append(_fix_message(suffix_prompt(query, num, mode)))
     return [
-        {"role": "system", "content": _fix_message(system_prompt(mode))},
-        {"role": "user", "content": _fix_message("".join(parts))},
+        {"role": "system", "content": _fixed_system_prompt(mode)},
+        {"role": "user", "content": "".join(parts)},
     ]
+
+
+@lru_cache(maxsize=8)
+def _fixed_system_prompt(mode: PromptMode) -> str:
+    return _fix_message(system_prompt(mode))
 
 
 def render_prompt(tokenizer: Any, messages: list[dict[str, str]], **template_kwargs: Any) -> str:

@@ -1,52 +1,35 @@
-"""The reranker: passages in, a full ranking out, one LLM call per window."""
+"""The reranker: passages in, a full ranking out, one LLM call per window.
+
+The sync path (:meth:`Reranker.rerank_batch`) runs the sans-IO generator :meth:`Reranker._drive`,
+which sends the ready windows of all queries to the backend together, round by round (what local
+backends need to batch). The async path (:meth:`Reranker.arerank_batch`) steps each query on its own
+(:mod:`reasonrank.core.scheduler`). Both honour a deadline, stop a call on a fatal backend error and
+answer repeated windows from the window cache (:mod:`reasonrank.core.cache`).
+"""
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import itertools
+import logging
 import threading
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tqdm.auto import tqdm
-
 from reasonrank.core.backends import Backend, backend_class, make_backend
+from reasonrank.core.backends.base import accepts_deadline
+from reasonrank.core.cache import Cache, MemoryCache, decode_completion, encode_completion, make_cache, window_key
 from reasonrank.core.config import RerankerConfig, default_sampling, setting_fields
-from reasonrank.core.parsing import KEPT_WINDOW_ORDER, parse_response
+from reasonrank.core.driver import DEADLINE, CallState, QueryState, WindowCallback, check_deadline, read_window
 from reasonrank.core.passages import Passage, passage_contents, passage_text
 from reasonrank.core.prompts import PromptMode, build_messages
-from reasonrank.core.types import (
-    BackendError,
-    ChatRequest,
-    Completion,
-    RerankResult,
-    WindowTrace,
-    rank_scores,
-)
-from reasonrank.core.windows import Plan, make_strategy
+from reasonrank.core.types import BackendError, ChatRequest, Completion, RerankResult
+from reasonrank.core.windows import make_strategy
 
 __all__ = ["Reranker", "default_sampling"]
 
+log = logging.getLogger(__name__)
 
-@dataclass
-class _Query:
-    index: int
-    query: str
-    passages: Sequence[Passage]
-    plan: Plan
-    contents: list[str] = field(default_factory=list)  # prompt contents of the reranked head
-    windows: list[WindowTrace] = field(default_factory=list)
-
-    @property
-    def head(self) -> Sequence[Passage]:
-        """The passages that are reranked (the first ``depth``)."""
-        return self.passages[: self.plan.n]
-
-
-# A window of one query in a round: the query and the input indices it shows.
-_Window = tuple[_Query, list[int]]
 # What the driver asks its runner to do: truncate texts, or generate completions for requests.
 _Step = tuple[Literal["truncate"], list[str]] | tuple[Literal["generate"], list[ChatRequest]]
 
@@ -64,7 +47,12 @@ class Reranker:
     reranker; every other keyword goes to the backend's constructor (``timeout=``, ``device=``, ...) and
     is checked against it now. The backend is built once, on first use. The first ``depth`` passages
     are reranked; the rest follow in input order. ``on_error="raise"`` raises when a window fails;
-    ``"keep"`` keeps that window's order and flags it in the trace.
+    ``"keep"`` keeps that window's order and flags it in the trace (and logs one warning per call).
+
+    ``deadline`` (seconds, also per call) bounds a call: windows in flight are then cancelled, the
+    rest skipped, and the best order so far returned with ``complete=False``. A fatal backend error
+    (bad key, dead server) skips the call's remaining windows. ``cache`` answers a repeated window
+    (same model, prompt and sampling) without a call.
     """
 
     def __init__(self, model: str | None = None, backend: str | Backend = "openai", **kwargs: Any) -> None:
@@ -98,6 +86,9 @@ class Reranker:
             self._backend = None
             self.backend_name = config.backend_name
         self._lock = threading.Lock()
+        self.cache: Cache | None = make_cache(config.cache)
+        self._cache_identity: str | None = None
+        self._cache_warned = False
 
     # ------------------------------------------------------------------ backend
     @property
@@ -126,6 +117,8 @@ class Reranker:
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
+        if self.cache is not None and not isinstance(self.config.cache, Cache) and hasattr(self.cache, "close"):
+            self.cache.close()  # a cache this reranker opened (not one passed in)
 
     async def aclose(self) -> None:
         if self._backend is not None:
@@ -144,18 +137,31 @@ class Reranker:
         )
 
     # ------------------------------------------------------------------ public API
-    def rerank(self, query: str, passages: Sequence[Passage]) -> RerankResult:
-        """Rerank one query's passages (str, or dicts with "text"/"content" and an optional "title")."""
-        return self.rerank_batch([query], [passages])[0]
+    def rerank(self, query: str, passages: Sequence[Passage], *, deadline: float | None = None) -> RerankResult:
+        """Rerank one query's passages (str, or dicts with "text"/"content" and an optional "title").
 
-    async def arerank(self, query: str, passages: Sequence[Passage]) -> RerankResult:
-        return (await self.arerank_batch([query], [passages]))[0]
+        ``deadline`` (seconds) overrides the configured one for this call (``math.inf``: none).
+        """
+        return self.rerank_batch([query], [passages], deadline=deadline)[0]
+
+    async def arerank(self, query: str, passages: Sequence[Passage], *, deadline: float | None = None) -> RerankResult:
+        return (await self.arerank_batch([query], [passages], deadline=deadline))[0]
 
     def rerank_batch(
-        self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]]
+        self,
+        queries: Sequence[str],
+        passages_per_query: Sequence[Sequence[Passage]],
+        *,
+        deadline: float | None = None,
+        on_window: WindowCallback | None = None,
     ) -> list[RerankResult]:
-        """Rerank many queries; at each round the ready windows of all queries go to the backend together."""
-        driver = self._drive(queries, passages_per_query)
+        """Rerank many queries; at each round the ready windows of all queries go to the backend together.
+
+        ``deadline``: seconds for the whole call (default: the configured ``deadline``); ``on_window``
+        is called with each window's trace as it finishes (or is skipped).
+        """
+        call = self._start(queries, passages_per_query, deadline, on_window)
+        driver = self._drive(call)
         reply: Any = None
         try:
             while True:
@@ -163,48 +169,76 @@ class Reranker:
                 if kind == "truncate":
                     reply = self.backend.truncate(payload, self.max_passage_tokens)
                 else:
-                    reply = self.backend.generate(payload)
-        except StopIteration as stop:
-            return stop.value
+                    reply = self._generate(payload, call)
+        except StopIteration:
+            return call.results()
+        finally:
+            call.close()
 
     async def arerank_batch(
-        self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]]
+        self,
+        queries: Sequence[str],
+        passages_per_query: Sequence[Sequence[Passage]],
+        *,
+        deadline: float | None = None,
+        on_window: WindowCallback | None = None,
     ) -> list[RerankResult]:
-        driver = self._drive(queries, passages_per_query)
-        reply: Any = None
-        try:
-            while True:
-                kind, payload = driver.send(reply)
-                if kind == "truncate":
-                    reply = await self.backend.atruncate(payload, self.max_passage_tokens)
-                else:
-                    reply = await self.backend.agenerate(payload)
-        except StopIteration as stop:
-            return stop.value
+        """Async :meth:`rerank_batch`: each query's next window is sent as soon as its previous one returns."""
+        from reasonrank.core.scheduler import run_call
 
-    # ------------------------------------------------------------------ the driver (no I/O)
-    def _drive(
-        self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]]
-    ) -> Generator[_Step, Any, list[RerankResult]]:
-        jobs = self._jobs(queries, passages_per_query)
-        yield from self._prepare_contents(jobs)
-        progress = tqdm(disable=not self.show_progress, unit="window", desc="reranking")
+        call = self._start(queries, passages_per_query, deadline, on_window)
         try:
-            for round_ in itertools.count():
-                batch = [(job, window) for job in jobs for window in job.plan.pending()]
-                if not batch:
-                    break
-                requests = self._round_requests(batch, round_)
-                completions = yield ("generate", requests)
-                if len(completions) != len(requests):
-                    raise BackendError(f"backend returned {len(completions)} outputs for {len(requests)} windows")
-                self._read_round(batch, requests, completions, round_)
-                progress.update(len(batch))
+            steps = self._prepare_contents(call.queries)
+            reply: Any = None
+            try:
+                while True:
+                    _, texts = steps.send(reply)
+                    reply = await self.backend.atruncate(texts, self.max_passage_tokens)
+            except StopIteration:
+                pass
+            await run_call(self, call)
+            return call.results()
         finally:
-            progress.close()
-        return [self._result(job) for job in jobs]
+            call.close()
 
-    def _jobs(self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]]) -> list[_Query]:
+    def _start(self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]],
+               deadline: float | None, on_window: WindowCallback | None) -> CallState:  # fmt: skip
+        budget = check_deadline(deadline) if deadline is not None else self.config.deadline
+        return CallState(
+            self._jobs(queries, passages_per_query),
+            deadline=budget,
+            on_window=on_window,
+            show_progress=self.show_progress,
+            backend_name=self.backend_name,
+        )
+
+    # ------------------------------------------------------------------ the sync driver (no I/O)
+    def _drive(self, call: CallState) -> Generator[_Step, Any, None]:
+        """Round by round, the ready windows of every query in one ``generate`` step."""
+        yield from self._prepare_contents(call.queries)
+        while due := [(query, query.plan.pending()) for query in call.queries if not query.plan.done]:
+            if not call.stopped and call.expired():
+                call.stop(DEADLINE)
+            if call.stopped:
+                for query, windows in due:
+                    call.skip(query, windows)
+                return
+            batch = [(query, window, request) for query, windows in due
+                     for window, request in zip(windows, self._requests(query, windows))]  # fmt: skip
+            completions = yield ("generate", [request for _, _, request in batch])
+            if len(completions) != len(batch):
+                raise BackendError(f"backend returned {len(completions)} outputs for {len(batch)} windows")
+            rankings: dict[int, list[list[int] | None]] = {}
+            for (query, window, request), done in zip(batch, completions):
+                local, trace = self._read(query, window, request, done)
+                call.record(query, trace)
+                rankings.setdefault(query.index, []).append(local)
+                if done.fatal and done.error is not None:
+                    call.stop(done.error, fatal=True)
+            for query, _ in due:
+                query.finish_round(rankings[query.index])
+
+    def _jobs(self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]]) -> list[QueryState]:
         """Validate the inputs (naming the query and passage at fault) and plan each query's windows."""
         if isinstance(queries, str):
             raise TypeError("rerank_batch takes a list of queries; use rerank() for one query")
@@ -221,10 +255,10 @@ class Reranker:
                     passage_text(passage)
                 except (TypeError, ValueError) as err:
                     raise type(err)(f"query {qi}, passage {pi}: {err}") from None
-            jobs.append(_Query(qi, query, passages, self.strategy.plan(min(self.depth, len(passages)))))
+            jobs.append(QueryState(qi, query, passages, self.strategy.plan(min(self.depth, len(passages)))))
         return jobs
 
-    def _prepare_contents(self, jobs: list[_Query]) -> Generator[_Step, Any, None]:
+    def _prepare_contents(self, jobs: list[QueryState]) -> Generator[_Step, Any, None]:
         """Prompt contents of every query's head, truncated in one batch (skipped when no window is due)."""
         heads = [passage for job in jobs for passage in job.head]
         due = any(job.plan.pending() for job in jobs)
@@ -239,70 +273,116 @@ class Reranker:
         except StopIteration as done:
             contents = iter(done.value)
         for job in jobs:
-            job.contents = list(itertools.islice(contents, job.plan.n))
+            job.contents = [next(contents) for _ in range(job.plan.n)]
 
-    def _round_requests(self, batch: list[_Window], round_: int) -> list[ChatRequest]:
+    def _requests(self, query: QueryState, windows: list[list[int]]) -> list[ChatRequest]:
+        """The chat requests of a query's ready windows (tagged for errors and traces)."""
         return [
             ChatRequest(
-                messages=build_messages(job.query, [job.contents[i] for i in window], self.prompt_mode),
+                messages=build_messages(query.query, [query.contents[i] for i in window], self.prompt_mode),
                 sampling=self.sampling,
-                tag=f"query {job.index} round {round_} window {k}",
+                tag=f"query {query.index} round {query.plan.rounds} window {k}",
             )
-            for k, (job, window) in enumerate(batch)
+            for k, window in enumerate(windows)
         ]
 
-    def _read_round(
-        self, batch: list[_Window], requests: list[ChatRequest], completions: list[Completion], round_: int
-    ) -> None:
-        """Read each window's output into its trace, then move every query's plan on by the round's rankings."""
-        rankings: dict[int, tuple[_Query, list[list[int]]]] = {}
-        for (job, window), request, done in zip(batch, requests, completions):
-            local, trace = self._read_window(job, window, request, done, round_)
-            job.windows.append(trace)
-            rankings.setdefault(job.index, (job, []))[1].append(local)
-        for job, local_orders in rankings.values():
-            job.plan.apply(local_orders)
+    def _read(self, query: QueryState, window: list[int], request: ChatRequest, done: Completion):
+        return read_window(query, window, request, done, direct=self.prompt_mode is PromptMode.DIRECT,
+                           raise_errors=self.on_error == "raise", backend_name=self.backend_name)  # fmt: skip
 
-    def _read_window(
-        self, job: _Query, window: list[int], request: ChatRequest, done: Completion, round_: int
-    ) -> tuple[list[int], WindowTrace]:
-        """The window's order (0-based within the window) and its trace; a failed window per ``on_error``."""
-        if done.error is not None:
-            if self.on_error == "raise":
-                raise BackendError(
-                    f"{self.backend_name}: {request.tag} (query {job.query[:80]!r}) failed: {done.error}"
-                )
-            local, reasoning, answer, repairs = list(range(len(window))), "", None, [KEPT_WINDOW_ORDER]
-        else:
-            parsed = parse_response(done.text, len(window), direct=self.prompt_mode is PromptMode.DIRECT)
-            local, reasoning, answer, repairs = parsed.order, parsed.reasoning, parsed.answer, parsed.repairs
-        trace = WindowTrace(
-            query_index=job.index,
-            round=round_,
-            passages=list(window),
-            order=[window[i] for i in local],
-            raw_output=done.text,
-            reasoning=reasoning,
-            answer=answer,
-            repairs=repairs,
-            error=done.error,
-            prompt_tokens=done.prompt_tokens,
-            completion_tokens=done.completion_tokens,
-            seconds=done.seconds,
-            finish_reason=done.finish_reason,
-        )
-        return local, trace
+    # ------------------------------------------------------------------ generation through the cache (sync)
+    def _generate(self, requests: list[ChatRequest], call: CallState) -> list[Completion]:
+        """Completions for a round: cache hits first, the rest from the backend (successes then stored)."""
+        keys = self._cache_keys(requests)
+        out: list[Completion | None] = [self._cache_get(key) if key else None for key in keys]
+        todo = [i for i, completion in enumerate(out) if completion is None]
+        if todo:
+            backend = self.backend
+            batch = [requests[i] for i in todo]
+            if call.deadline is not None and accepts_deadline(backend.generate):
+                fresh = backend.generate(batch, deadline=call.deadline)
+            else:
+                fresh = backend.generate(batch)
+            if len(fresh) != len(batch):
+                raise BackendError(f"backend returned {len(fresh)} outputs for {len(batch)} windows")
+            for i, completion in zip(todo, fresh):
+                out[i] = completion
+                self._cache_set(keys[i], completion)
+        return out  # type: ignore[return-value]
 
-    @staticmethod
-    def _result(job: _Query) -> RerankResult:
-        n = len(job.passages)
-        return RerankResult(
-            query=job.query,
-            order=job.plan.order + list(range(job.plan.n, n)),
-            scores=rank_scores(n),
-            windows=job.windows,
-            rounds=job.plan.rounds,
-        )
+    # ------------------------------------------------------------------ the window cache
+    def _cacheable(self, request: ChatRequest) -> bool:
+        return self.cache is not None and (request.sampling.greedy or self.config.cache_sampled)
+
+    def _cache_keys(self, requests: Sequence[ChatRequest]) -> list[str | None]:
+        if not any(self._cacheable(r) for r in requests):
+            return [None] * len(requests)
+        if self._cache_identity is None:
+            try:
+                self._cache_identity = _model_identity(self.backend, None)
+            except BackendError:  # the model's name is unknown (server down): no caching this time
+                return [None] * len(requests)
+        return [window_key(self._cache_identity, r) if self._cacheable(r) else None for r in requests]
+
+    def _cache_get(self, key: str | None) -> Completion | None:
+        if key is None or self.cache is None:
+            return None
+        try:
+            value = self.cache.get(key)
+        except Exception as err:  # a cache that is down must not fail the rerank
+            self._cache_failed("read", err)
+            return None
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        return decode_completion(value) if isinstance(value, str) else None
+
+    def _cache_set(self, key: str | None, completion: Completion) -> None:
+        """Store a successful, model-made window (never a failure, a skip or a hit)."""
+        if key is None or self.cache is None or completion.error is not None or completion.status or completion.cached:
+            return
+        try:
+            self.cache.set(key, encode_completion(completion))
+        except Exception as err:
+            self._cache_failed("write", err)
+
+    def _cache_failed(self, action: str, err: Exception) -> None:
+        if not self._cache_warned:
+            self._cache_warned = True
+            log.warning("window cache %r: %s failed (%r); going on without it where it fails", self.cache, action, err)
+
+    async def _acache_key(self, request: ChatRequest) -> str | None:
+        if not self._cacheable(request):
+            return None
+        if self._cache_identity is None:
+            backend = self.backend
+            try:
+                model = await backend.amodel_name() if hasattr(backend, "amodel_name") else None
+                self._cache_identity = _model_identity(backend, model)
+            except BackendError:  # the model's name is unknown (server down): no caching this time
+                return None
+        return window_key(self._cache_identity, request)
+
+    async def _acache_get(self, key: str) -> Completion | None:
+        if isinstance(self.cache, MemoryCache):
+            return self._cache_get(key)
+        import asyncio
+
+        return await asyncio.to_thread(self._cache_get, key)
+
+    async def _acache_set(self, key: str, completion: Completion) -> None:
+        if isinstance(self.cache, MemoryCache):
+            return self._cache_set(key, completion)
+        import asyncio
+
+        await asyncio.to_thread(self._cache_set, key, completion)
+
+
+def _model_identity(backend: Backend, model: str | None) -> str:
+    """``backend.name``, with the model asked from the backend when the name does not know it yet."""
+    name = backend.name
+    if name.endswith(":?"):
+        return f"{backend.kind}:{model if model is not None else backend.model_name}"
+    return name
 
 
 def _check_backend_keywords(backend: Any, kwargs: Mapping[str, Any]) -> None:
@@ -325,6 +405,7 @@ def _check_backend_keywords(backend: Any, kwargs: Mapping[str, Any]) -> None:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             note = " (a ready Backend takes no backend options)" if isinstance(backend, Backend) else ""
             raise TypeError(f"Reranker got an unexpected keyword argument {key!r}{hint}{note}")
+    getattr(backend_class(backend), "validate_options", lambda **_: None)(**kwargs)  # values, e.g. timeout=0
 
 
 def _constructor_keywords(backend: Any) -> set[str] | None:

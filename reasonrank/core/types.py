@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from typing import Any
 
-__all__ = ["SamplingParams", "ChatRequest", "Completion", "WindowTrace", "RerankResult", "BackendError"]
+__all__ = [
+    "SamplingParams",
+    "ChatRequest",
+    "Completion",
+    "WindowTrace",
+    "RerankResult",
+    "BackendError",
+    "Usage",
+    "WINDOW_STATUSES",
+]
+
+#: what happened to a planned window: ranked as answered, ranked after repairs, failed (order kept),
+#: not sent to the model (deadline or fail-fast; order kept)
+WINDOW_STATUSES = ("ok", "repaired", "failed", "skipped")
 
 
 class BackendError(RuntimeError):
@@ -39,7 +52,13 @@ class ChatRequest:
 
 @dataclass
 class Completion:
-    """A backend's answer to one :class:`ChatRequest`. ``error`` is set (and ``text`` empty) on failure."""
+    """A backend's answer to one :class:`ChatRequest`. ``error`` is set (and ``text`` empty) on failure.
+
+    ``fatal``: the failure would repeat for every window of this backend (HTTP 401/403/404, connection
+    refused after the retries, an open circuit), so the reranker stops the call's remaining windows.
+    ``cached``: read from the window cache, not generated. ``status``: ``"skipped"`` when the request
+    was not finished by the deadline (``error`` then says so); None otherwise.
+    """
 
     text: str = ""
     prompt_tokens: int | None = None
@@ -47,6 +66,9 @@ class Completion:
     seconds: float = 0.0
     finish_reason: str | None = None
     error: str | None = None
+    fatal: bool = False
+    cached: bool = False
+    status: str | None = None
 
 
 @dataclass
@@ -66,8 +88,38 @@ class WindowTrace:
     completion_tokens: int | None = None
     seconds: float = 0.0
     finish_reason: str | None = None
+    status: str = "ok"  # one of WINDOW_STATUSES
+    cached: bool = False  # answered by the window cache: no model call
 
     def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Usage:
+    """What one query's reranking cost.
+
+    ``calls``: model calls made (failed ones included, cache hits not); ``cached_calls``: windows
+    answered by the cache; ``prompt_tokens`` / ``completion_tokens``: the tokens the backend reported
+    for the calls made (cache hits cost none); ``failed_calls``: calls that failed (their window kept
+    its order); ``skipped_windows``: planned windows never sent (deadline, fail-fast).
+    """
+
+    calls: int = 0
+    cached_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failed_calls: int = 0
+    skipped_windows: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(a + b for a, b in zip(astuple(self), astuple(other))))
+
+    def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
@@ -77,7 +129,10 @@ class RerankResult:
 
     ``order`` is a permutation of ``range(len(passages))``, best first; ``scores[i]`` is the score of
     passage ``order[i]``: strictly decreasing and derived from the rank (``1 / (rank + 1)``), not a
-    calibrated relevance. ``windows`` traces every LLM call made for this query.
+    calibrated relevance. ``windows`` traces every window of this query that was sent to the model or
+    answered by the cache, and those that were due when the call stopped (status ``"skipped"``).
+    ``complete`` is False when any planned window was not ranked by the model (it failed, or was
+    skipped by a deadline or after a fatal error). ``usage`` counts calls, cache hits and tokens.
     """
 
     query: str
@@ -85,15 +140,18 @@ class RerankResult:
     scores: list[float]
     windows: list[WindowTrace] = field(default_factory=list)
     rounds: int = 0
+    complete: bool = True
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def calls(self) -> int:
-        return len(self.windows)
+        """Model calls made for this query (cache hits and skipped windows not counted)."""
+        return sum(1 for w in self.windows if w.status != "skipped" and not w.cached)
 
     @property
     def repaired(self) -> bool:
         """Whether any window's output needed repair (or failed and kept its order)."""
-        return any(w.repairs or w.error for w in self.windows)
+        return any(w.status in ("repaired", "failed") for w in self.windows)
 
     def score_of(self) -> dict[int, float]:
         """Input index -> score."""
@@ -105,6 +163,8 @@ class RerankResult:
             "order": self.order,
             "scores": self.scores,
             "rounds": self.rounds,
+            "complete": self.complete,
+            "usage": self.usage.to_dict(),
             "windows": [w.to_dict() for w in self.windows],
         }
 

@@ -2,7 +2,8 @@
 
 A strategy makes a :class:`Plan` per query. A plan hands out the windows that are ready
 (:meth:`Plan.pending`), takes their rankings back (:meth:`Plan.apply`) and repeats until done, so a
-driver can batch the ready windows of many queries into one backend call per round.
+driver can batch the ready windows of many queries into one backend call per round. :meth:`Plan.stop`
+ends a plan early (a deadline, a fatal error) with the rankings that did arrive applied in place.
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-__all__ = ["Plan", "SlidingWindow", "Tournament", "Strategy", "sliding_windows", "make_strategy"]
+__all__ = [
+    "Plan",
+    "SlidingWindow",
+    "Tournament",
+    "Strategy",
+    "sliding_windows",
+    "tournament_windows",
+    "make_strategy",
+]
 
 
 def sliding_windows(n: int, window_size: int = 20, step: int = 10) -> list[tuple[int, int]]:
@@ -44,11 +53,15 @@ def _check(window_size: int, step: int) -> None:
 class Plan(ABC):
     """The ranking state of one query's candidates ``0..n-1``."""
 
+    #: windows the whole plan runs (known up front: it depends on ``n`` only)
+    planned: int = 0
+
     def __init__(self, n: int) -> None:
         self.n = n
         self.order: list[int] = list(range(n))  # current best-first order of candidate ids
         self.rounds = 0
         self.calls = 0
+        self.stopped = False
 
     @abstractmethod
     def pending(self) -> list[list[int]]:
@@ -61,6 +74,25 @@ class Plan(ABC):
     @property
     @abstractmethod
     def done(self) -> bool: ...
+
+    def stop(self, rankings: Sequence[Sequence[int] | None] = ()) -> None:
+        """End the plan now, applying the rankings that arrived for the pending windows (None: not ranked).
+
+        A round whose windows were all ranked is applied as usual; otherwise each ranked window reorders
+        its own positions in the current order and every other candidate keeps its place.
+        """
+        windows = self.pending()
+        given = list(rankings) + [None] * (len(windows) - len(rankings))
+        if windows and all(r is not None for r in given):
+            self.apply(given)  # type: ignore[arg-type]
+        elif any(r is not None for r in given):
+            ranked = [(w, r) for w, r in zip(windows, given) if r is not None]
+            self._counted([w for w, _ in ranked], [r for _, r in ranked])
+            for window, ranking in ranked:
+                start = self.order.index(window[0])
+                assert self.order[start : start + len(window)] == window, "a window is a slice of the order"
+                self.order[start : start + len(window)] = [window[i] for i in ranking]
+        self.stopped = True
 
     def _counted(self, windows: list[list[int]], rankings: Sequence[Sequence[int]]) -> None:
         if len(rankings) != len(windows):
@@ -77,10 +109,11 @@ class SlidingPlan(Plan):
         super().__init__(n)
         self._windows = sliding_windows(n, window_size, step) if n > 1 else []
         self._next = 0
+        self.planned = len(self._windows)
 
     @property
     def done(self) -> bool:
-        return self._next >= len(self._windows)
+        return self.stopped or self._next >= len(self._windows)
 
     def pending(self) -> list[list[int]]:
         if self.done:
@@ -108,17 +141,18 @@ class TournamentPlan(Plan):
         self.eliminated: list[list[int]] = []  # one list per round, best first
         self._done = n <= 1
         self._chunks: list[list[int]] = []
+        self.planned = 0 if self._done else tournament_windows(n, window_size, step)
 
     @property
     def done(self) -> bool:
-        return self._done
+        return self._done or self.stopped
 
     def _split(self) -> list[list[int]]:
         w = self.window_size
         return [self.pool[i : i + w] for i in range(0, len(self.pool), w)]
 
     def pending(self) -> list[list[int]]:
-        if self._done:
+        if self.done:
             return []
         self._chunks = self._split()
         if len(self._chunks) == 1:
@@ -150,6 +184,18 @@ class TournamentPlan(Plan):
         self.order = survivors + [c for rnd in reversed(self.eliminated) for c in rnd]
         if len(self.pool) <= 1:
             self._done = True
+
+
+def tournament_windows(n: int, window_size: int, step: int) -> int:
+    """Windows a tournament over ``n`` candidates runs (rankings do not change the count)."""
+    keep, pool, windows = window_size - step, n, 0
+    while pool > 1:
+        chunks = [min(window_size, pool - i) for i in range(0, pool, window_size)]
+        if len(chunks) == 1:
+            return windows + 1
+        windows += sum(1 for c in chunks if c > keep)
+        pool = sum(min(c, keep) for c in chunks)
+    return windows
 
 
 class Strategy:

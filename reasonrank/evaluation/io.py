@@ -26,6 +26,8 @@ __all__ = [
     "iter_lines",
     "read_run",
     "write_run",
+    "write_ranking",
+    "check_tag",
     "read_qrels",
     "write_qrels",
     "read_queries",
@@ -134,30 +136,45 @@ def write_run(
     cannot reorder the list; ``rescore=True`` replaces them with ``1 / rank`` instead. Scores are
     written with ``repr`` precision (not ``%.6f``, whose rounding can create ties).
     """
-    if any(c.isspace() for c in tag) or not tag:
-        raise ValueError(f"run tag must be a non-empty word without spaces, got {tag!r}")
+    check_tag(tag)
     path = Path(path)
     with open_text(path, "w") as out:
         for qid, docs in run.items():
-            ranked = [(d, docs[d]) for d in ranking(docs)] if isinstance(docs, Mapping) else list(docs)
-            seen: set[str] = set()
-            previous = math.inf
-            for rank, (docid, score) in enumerate(ranked, 1):
-                docid = str(docid)
-                if any(c.isspace() for c in str(qid) + docid) or not docid:
-                    raise ValueError(f"query {qid!r}: ids in a TREC run cannot be empty or contain spaces: {docid!r}")
-                if docid in seen:
-                    raise ValueError(f"query {qid!r}: docid {docid!r} appears twice")
-                seen.add(docid)
-                value = 1.0 / rank if rescore else float(score)
-                if not value < previous:
-                    raise ValueError(
-                        f"query {qid!r}: score {value!r} at rank {rank} is not below the previous one "
-                        "(trec_eval would re-sort the tie by docid); pass rescore=True to write 1/rank"
-                    )
-                previous = value
-                out.write(f"{qid} Q0 {docid} {rank} {value!r} {tag}\n")
+            write_ranking(out, qid, docs, tag, rescore=rescore)
     return path
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` if it can be a TREC run tag (a non-empty word), else ``ValueError``."""
+    if not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"run tag must be a non-empty word without spaces, got {tag!r}")
+    return tag
+
+
+def write_ranking(
+    out: IO[str], qid: str, docs: RankedList | Mapping[str, float], tag: str, *, rescore: bool = False
+) -> None:
+    """Write one query's lines of a TREC run to an open file (see :func:`write_run` for the rules)."""
+    ranked = [(d, docs[d]) for d in ranking(docs)] if isinstance(docs, Mapping) else list(docs)
+    seen: set[str] = set()
+    previous = math.inf
+    lines = []
+    for rank, (docid, score) in enumerate(ranked, 1):
+        docid = str(docid)
+        if any(c.isspace() for c in str(qid) + docid) or not docid:
+            raise ValueError(f"query {qid!r}: ids in a TREC run cannot be empty or contain spaces: {docid!r}")
+        if docid in seen:
+            raise ValueError(f"query {qid!r}: docid {docid!r} appears twice")
+        seen.add(docid)
+        value = 1.0 / rank if rescore else float(score)
+        if not value < previous:
+            raise ValueError(
+                f"query {qid!r}: score {value!r} at rank {rank} is not below the previous one "
+                "(trec_eval would re-sort the tie by docid); pass rescore=True to write 1/rank"
+            )
+        previous = value
+        lines.append(f"{qid} Q0 {docid} {rank} {value!r} {tag}\n")
+    out.write("".join(lines))  # a query's lines go out whole, or not at all
 
 
 # --------------------------------------------------------------------------------------------- qrels

@@ -15,14 +15,22 @@ Behaviour fixed here, once, for all adapters:
 - duplicate ids are kept: items are ranked by position, so nothing is dropped or merged;
 - scores are strictly decreasing in the returned order (``1 / (rank + 1)`` of the core);
 - the :class:`Reranker` is built once, lazily and thread-safely, and reused by sync and async calls;
-- a missing framework gives the same ``pip install "reasonrank[...]"`` hint (:func:`missing_extra`).
+- a missing framework gives the same ``pip install "reasonrank[...]"`` hint (:func:`missing_extra`);
+- ``backend_kwargs`` never carry a credential or ``trust_remote_code`` (refused at construction, so also
+  when loading a pipeline) and are serialized without ``headers`` (:func:`check_backend_kwargs`);
+- usage, completeness and the model calls of each rerank are on :class:`Ranking` for the frameworks'
+  tracing (:mod:`reasonrank.integrations.usage`).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
+import operator
+import re
 import threading
+import types
 import typing
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,28 +40,36 @@ from reasonrank.core.backends import Backend
 from reasonrank.core.config import RerankerConfig, iter_settings
 from reasonrank.core.reranker import Reranker
 from reasonrank.core.types import RerankResult, rank_scores
+from reasonrank.integrations.usage import CallUsage, ModelCall, is_complete, model_calls, usage_of
 
 __all__ = [
     "RANK_KEY",
     "REASONING_KEY",
     "RETRIEVAL_SCORE_KEY",
     "AdapterCore",
+    "CallUsage",
+    "ModelCall",
     "Ranking",
     "RankedItem",
     "SettingSpec",
     "as_items",
+    "check_backend_kwargs",
     "check_keywords",
     "check_query",
     "check_top",
     "init_signature",
+    "is_complete",
+    "model_calls",
     "missing_extra",
     "passage",
     "plain_secret",
     "pydantic_class",
     "pydantic_fields",
+    "serializable_backend_kwargs",
     "setting_specs",
     "settings_of",
     "signature_defaults",
+    "usage_of",
 ]
 
 # Metadata keys the adapters write on returned items.
@@ -87,12 +103,23 @@ class SettingSpec:
         return self.help + choices
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
 def _annotation(hint: Any) -> Any:
-    """The config's type hint as an adapter field type: settings are names and plain dicts."""
-    if hint is Any:  # backend, strategy: a name (a ready Backend goes in reranker=Reranker(...))
+    """The config's type hint as an adapter field type: settings are names, numbers and plain dicts.
+
+    ``Any`` (backend, strategy, an object-valued setting) becomes ``str``: a ready object goes in
+    ``reranker=Reranker(...)``; so do non-plain members of a union (``str | Cache | None`` -> ``str | None``).
+    """
+    if hint is Any:
         return str
     if typing.get_origin(hint) is Mapping:
         return dict[str, Any]
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        members = [m if typing.get_origin(m) is not Mapping else dict[str, Any] for m in typing.get_args(hint)]
+        kept = [m for m in members if m in _PLAIN or typing.get_origin(m) is dict]
+        return functools.reduce(operator.or_, kept) if kept else str
     return hint
 
 
@@ -105,7 +132,7 @@ def setting_specs(rename: Mapping[str, str] | None = None) -> tuple[SettingSpec,
             name=rename.get(name, name),
             setting=name,
             default=default,
-            annotation=_annotation(hints[name]),
+            annotation=_annotation(hints[name]) | None if default is None else _annotation(hints[name]),
             help=meta["help"],
             secret=bool(meta["secret"]),
             choices=tuple(meta["choices"]) if meta["choices"] else None,
@@ -134,13 +161,20 @@ def pydantic_fields(secret_type: type, rename: Mapping[str, str] | None = None) 
 
 
 def pydantic_class(name: str, base: type, secret_type: type, doc: str, top: str = "top_n") -> type:
-    """The public pydantic adapter class: ``base`` (the methods), a field per setting, ``top`` checked."""
-    from pydantic import create_model, field_validator
+    """The public pydantic adapter class: ``base`` (the methods), a field per setting, ``top`` checked,
+    ``backend_kwargs`` dumped without the entries that are never serialized (``headers``)."""
+    from pydantic import create_model, field_serializer, field_validator
 
     def check(cls: type, value: int | None) -> int | None:
         return check_top(value, top)
 
-    validators = {"_check_top": field_validator(top, mode="before")(check)}
+    def dump_backend_kwargs(self: Any, value: Mapping[str, Any]) -> dict[str, Any]:
+        return serializable_backend_kwargs(value)
+
+    validators = {
+        "_check_top": field_validator(top, mode="before")(check),
+        "_dump_backend_kwargs": field_serializer("backend_kwargs")(dump_backend_kwargs),
+    }
     fields = pydantic_fields(secret_type)
     return create_model(
         name, __base__=base, __module__=base.__module__, __doc__=doc, __validators__=validators, **fields
@@ -199,6 +233,53 @@ def check_keywords(kwargs: Mapping[str, Any], allowed: Iterable[str], owner: str
             raise ValueError(f"{key} must be a name; pass a ready backend as reranker=Reranker(backend=...)")
 
 
+# ---------------------------------------------------------------------- backend_kwargs safety
+# A key or header name that holds a credential: api_key, x-api-key, password, client_secret, hf_token, ...
+_CREDENTIAL = re.compile(
+    r"(^|_)(api_?key|access_?key|secret_?key|private_?key|password|passwd|secret|token|auth|authorization|"
+    r"credentials?|cookie)$"
+)
+NEVER_SERIALIZED = ("headers",)  # backend_kwargs entries kept in memory only: their values may be credentials
+
+
+def _is_credential(name: Any) -> bool:
+    return bool(_CREDENTIAL.search(str(name).lower().replace("-", "_")))
+
+
+def check_backend_kwargs(backend_kwargs: Mapping[str, Any] | None) -> None:
+    """Refuse, at construction, what adapter settings must not carry (they may come from a saved pipeline).
+
+    A credential (``api_key``, ``password``, an ``Authorization`` header, ...) would be serialized with
+    the pipeline: it goes in the ``api_key`` setting, the framework's secret type. ``trust_remote_code``
+    would let a loaded file run code from a model repository: it is only taken from a ``Reranker`` built
+    in code and passed as ``reranker=``.
+    """
+    backend_kwargs = backend_kwargs or {}
+    headers = backend_kwargs.get("headers") or {}
+    names = [f"backend_kwargs[{k!r}]" for k in backend_kwargs if _is_credential(k)]
+    names += [
+        f"backend_kwargs['headers'][{k!r}]" for k in headers if isinstance(headers, Mapping) and _is_credential(k)
+    ]
+    if names:
+        raise ValueError(
+            f"{names[0]} looks like a credential, and backend_kwargs are serialized with the pipeline; "
+            "pass the key as api_key= (a secret, never serialized; default $REASONRANK_API_KEY), "
+            "or build Reranker(...) in code and pass it as reranker="
+        )
+    if backend_kwargs.get("trust_remote_code"):
+        raise ValueError(
+            "backend_kwargs trust_remote_code=True is refused: adapter settings can come from a loaded "
+            "pipeline (from_dict, Pipeline.loads, from_json, model_validate), and it runs code from the model "
+            "repository; build Reranker(model, backend='transformers', trust_remote_code=True) in code and "
+            "pass it as reranker="
+        )
+
+
+def serializable_backend_kwargs(backend_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``backend_kwargs`` as serialized: ``headers`` left out (set them again after loading)."""
+    return {k: v for k, v in (backend_kwargs or {}).items() if k not in NEVER_SERIALIZED}
+
+
 # ---------------------------------------------------------------------- input checks
 def check_query(query: str | None) -> str:
     if not isinstance(query, str) or not query.strip():
@@ -252,6 +333,32 @@ class Ranking:
     items: list[RankedItem]
     result: RerankResult | None = None
 
+    @property
+    def usage(self) -> CallUsage:
+        return usage_of(self.result)
+
+    @property
+    def complete(self) -> bool:
+        return is_complete(self.result)
+
+    @property
+    def calls(self) -> list[ModelCall]:
+        return model_calls(self.result)
+
+    def meta(self) -> dict[str, Any]:
+        """``{"usage": {...}, "complete": bool, "calls": n}``: what an adapter reports beside its items."""
+        usage = self.usage
+        return {"usage": usage.to_dict(), "complete": self.complete, "calls": usage.calls}
+
+    def span_tags(self) -> dict[str, Any]:
+        """Tags for the adapter's own tracing span (totals of the call)."""
+        usage = self.usage
+        tags = {f"reasonrank.usage.{k}": v for k, v in usage.to_dict().items()}
+        tags.update({"gen_ai.usage.input_tokens": usage.prompt_tokens,
+                     "gen_ai.usage.output_tokens": usage.completion_tokens,
+                     "reasonrank.complete": self.complete, "reasonrank.calls": usage.calls})  # fmt: skip
+        return tags
+
 
 def _placing_reasoning(result: RerankResult) -> dict[int, str]:
     """Input index -> reasoning of the last window that ranked it (the one that fixed its place)."""
@@ -296,6 +403,8 @@ class AdapterCore:
             )
         if reranker is not None and not isinstance(reranker, Reranker):
             raise TypeError(f"reranker must be a reasonrank.Reranker, got {type(reranker).__name__}")
+        if reranker is None:
+            check_backend_kwargs((settings or {}).get("backend_kwargs"))
         self.config = reranker.config if reranker is not None else RerankerConfig(**(settings or {}))
         self.given = reranker is not None
         self._reranker = reranker
@@ -339,20 +448,36 @@ class AdapterCore:
             self._reranker, reranker = None, self._reranker
             await reranker.aclose()
 
-    def rerank(self, query: str, passages: Sequence[Any], top: int | None, *, reasoning: bool = False) -> Ranking:
-        """Rank ``passages`` for ``query``: the best ``top`` (all when None) as :class:`RankedItem` s."""
+    def rerank(
+        self, query: str, passages: Sequence[Any], top: int | None, *, reasoning: bool = False,
+        deadline: float | None = None,
+    ) -> Ranking:  # fmt: skip
+        """Rank ``passages`` for ``query``: the best ``top`` (all when None) as :class:`RankedItem` s.
+
+        ``deadline`` (seconds) overrides the ``deadline`` setting for this call.
+        """
         items = trivial_items(len(passages), top)
         if items is not None:
             return Ranking(items)
-        result = self.reranker.rerank(query, passages)
+        result = self.reranker.rerank(query, passages, **_per_call(deadline))
         return Ranking(ranked_items(result, top, include_reasoning=reasoning), result)
 
     async def arerank(
-        self, query: str, passages: Sequence[Any], top: int | None, *, reasoning: bool = False
-    ) -> Ranking:
+        self, query: str, passages: Sequence[Any], top: int | None, *, reasoning: bool = False,
+        deadline: float | None = None,
+    ) -> Ranking:  # fmt: skip
         """Async :meth:`rerank` (``await Reranker.arerank``, no thread)."""
         items = trivial_items(len(passages), top)
         if items is not None:
             return Ranking(items)
-        result = await self.reranker.arerank(query, passages)
+        result = await self.reranker.arerank(query, passages, **_per_call(deadline))
         return Ranking(ranked_items(result, top, include_reasoning=reasoning), result)
+
+
+def _per_call(deadline: float | None) -> dict[str, Any]:
+    """Per-call keywords for ``Reranker.rerank``: only those set (the settings apply otherwise)."""
+    if deadline is None:
+        return {}
+    if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or not deadline > 0:
+        raise ValueError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
+    return {"deadline": float(deadline)}

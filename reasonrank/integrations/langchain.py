@@ -20,16 +20,20 @@ from reasonrank.integrations import adapter as ad
 try:
     from langchain_core.callbacks import AsyncCallbackManager, CallbackManager, Callbacks
     from langchain_core.documents import BaseDocumentCompressor, Document
+    from langchain_core.messages import AIMessage, HumanMessage
+    from langchain_core.outputs import ChatGeneration, LLMResult
 except ImportError as err:
     raise ad.missing_extra(__name__, "langchain", err) from err
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from reasonrank.core.reranker import Reranker
+from reasonrank.core.types import BackendError
 
 __all__ = ["ReasonRankCompressor", "RELEVANCE_SCORE_KEY"]
 
 RELEVANCE_SCORE_KEY = "relevance_score"  # LangChain's key for a reranker's score (Cohere, Jina, Flashrank)
 _RUN_NAME = "ReasonRankCompressor"
+_SERIALIZED = {"lc": 1, "type": "not_implemented", "id": ["reasonrank", "ReasonRankCompressor"], "name": _RUN_NAME}
 
 
 class _ReasonRankCompressorBase(BaseDocumentCompressor):
@@ -72,7 +76,14 @@ class _ReasonRankCompressorBase(BaseDocumentCompressor):
         except BaseException as err:
             run.on_chain_error(err)
             raise
-        run.on_chain_end(_outputs(out, ranking.result))
+        child = self._llm_manager(run)
+        for call in ranking.calls:
+            (llm_run,) = child.on_chat_model_start(_SERIALIZED, [_messages(call)], **self._llm_kwargs())
+            if call.error:
+                llm_run.on_llm_error(BackendError(call.error))
+            else:
+                llm_run.on_llm_end(self._result(call))
+        run.on_chain_end(_outputs(out, ranking))
         return out
 
     async def acompress_documents(
@@ -90,8 +101,37 @@ class _ReasonRankCompressorBase(BaseDocumentCompressor):
         except BaseException as err:
             await run.on_chain_error(err)
             raise
-        await run.on_chain_end(_outputs(out, ranking.result))
+        child = self._llm_manager(run)
+        for call in ranking.calls:
+            (llm_run,) = await child.on_chat_model_start(_SERIALIZED, [_messages(call)], **self._llm_kwargs())
+            if call.error:
+                await llm_run.on_llm_error(BackendError(call.error))
+            else:
+                await llm_run.on_llm_end(self._result(call))
+        await run.on_chain_end(_outputs(out, ranking))
         return out
+
+    # ------------------------------------------------------------------ model calls as child LLM runs
+    def _llm_manager(self, run: Any) -> Any:
+        """The chain run's child manager, with LangSmith's model metadata (provider, model name)."""
+        child = run.get_child()
+        ls = {"ls_provider": "reasonrank", "ls_model_name": self._core.model_name, "ls_model_type": "chat"}
+        child.add_metadata(ls, inherit=False)
+        return child
+
+    def _llm_kwargs(self) -> dict[str, Any]:
+        params = {"model": self._core.model_name, "_type": "reasonrank"}
+        return {"invocation_params": params, "name": f"{_RUN_NAME}.window"}
+
+    def _result(self, call: ad.ModelCall) -> LLMResult:
+        """A window's output with ``token_usage`` (``llm_output``) and ``usage_metadata`` (the message)."""
+        name = self._core.model_name
+        usage = {"input_tokens": call.prompt_tokens, "output_tokens": call.completion_tokens,
+                 "total_tokens": call.token_usage["total_tokens"]}  # fmt: skip
+        meta = {"model_name": name, "finish_reason": call.finish_reason, "token_usage": call.token_usage}
+        message = AIMessage(content=call.output, usage_metadata=usage, response_metadata=meta)
+        return LLMResult(generations=[[ChatGeneration(message=message)]],
+                         llm_output={"token_usage": call.token_usage, "model_name": name})  # fmt: skip
 
     # ------------------------------------------------------------------ helpers
     def _prepare(self, documents: Sequence[Document], query: str) -> list[Document]:
@@ -121,9 +161,15 @@ class _ReasonRankCompressorBase(BaseDocumentCompressor):
         return out
 
 
-def _outputs(out: list[Document], result: Any) -> dict[str, Any]:
-    outputs: dict[str, Any] = {"documents": out, "llm_calls": 0}
-    if result is not None:
+def _messages(call: ad.ModelCall) -> list[HumanMessage]:
+    return [HumanMessage(content=call.prompt)]
+
+
+def _outputs(out: list[Document], ranking: ad.Ranking) -> dict[str, Any]:
+    """The chain run's outputs: the documents, usage (summed over the child LLM runs) and completeness."""
+    outputs: dict[str, Any] = {"documents": out, "llm_calls": 0, **ranking.meta()}
+    if ranking.result is not None:
+        result = ranking.result
         outputs.update(llm_calls=result.calls, rounds=result.rounds, repaired=result.repaired, order=result.order)
     return outputs
 

@@ -20,7 +20,9 @@ try:
     from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
     from llama_index.core.callbacks import CBEventType, EventPayload
     from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent
     from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+    from llama_index.core.llms import ChatMessage, ChatResponse
     from llama_index.core.postprocessor.types import BaseNodePostprocessor
     from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 except ImportError as err:
@@ -90,8 +92,9 @@ class _ReasonRankRerankBase(BaseNodePostprocessor):
             return []
         with self._events(nodes, query_bundle) as end:
             ranking = self._core.rerank(query, self._passages(nodes), self.top_n, reasoning=self.include_reasoning)
-            return end(self._wrap(nodes, ranking.items))
+            return end(self._wrap(nodes, ranking.items), ranking)
 
+    @dispatcher.span  # the sync twin gets its span from LlamaIndex; this one does not
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
@@ -102,7 +105,7 @@ class _ReasonRankRerankBase(BaseNodePostprocessor):
             ranking = await self._core.arerank(
                 query, self._passages(nodes), self.top_n, reasoning=self.include_reasoning
             )
-            return end(self._wrap(nodes, ranking.items))
+            return end(self._wrap(nodes, ranking.items), ranking)
 
     # ------------------------------------------------------------------ helpers
     def _inputs(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> tuple[str, list]:
@@ -135,8 +138,12 @@ class _ReasonRankRerankBase(BaseNodePostprocessor):
         return out
 
     @contextmanager
-    def _events(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> Iterator[Callable[[list], list]]:
-        """ReRankStart/End instrumentation events plus the legacy callback-manager RERANKING event."""
+    def _events(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> Iterator[Callable[..., list]]:
+        """ReRankStart/End instrumentation events plus the legacy callback-manager RERANKING event.
+
+        Each model call is reported in between, as LlamaIndex LLMs report theirs (see :meth:`_model_call`);
+        ``ReRankEndEvent.tags`` hold ``reasonrank.usage`` and ``reasonrank.complete``.
+        """
         top_n = len(nodes) if self.top_n is None else self.top_n  # the events need an int
         name = self._core.model_name
         dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=name))
@@ -144,12 +151,33 @@ class _ReasonRankRerankBase(BaseNodePostprocessor):
                    EventPayload.QUERY_STR: query_bundle.query_str, EventPayload.TOP_K: top_n}  # fmt: skip
         with self.callback_manager.event(CBEventType.RERANKING, payload=payload) as event:
 
-            def end(out: list[NodeWithScore]) -> list[NodeWithScore]:
+            def end(out: list[NodeWithScore], ranking: ad.Ranking) -> list[NodeWithScore]:
+                for call in ranking.calls:
+                    self._model_call(call, name)
                 event.on_end(payload={EventPayload.NODES: out})
-                dispatcher.event(ReRankEndEvent(nodes=out))
+                tags = {"reasonrank.usage": ranking.usage.to_dict(), "reasonrank.complete": ranking.complete}
+                dispatcher.event(ReRankEndEvent(nodes=out, tags=tags))
                 return out
 
             yield end
+
+    @dispatcher.span
+    def _model_call(self, call: ad.ModelCall, model: str) -> None:
+        """One window as an LLM chat call, in its own span: LLMChatStart/End events and a legacy LLM event.
+
+        The response carries OpenAI-style token counts in ``raw["usage"]`` and ``additional_kwargs``
+        (what ``TokenCountingHandler`` and observability handlers read). Reported after the call returned.
+        """
+        messages = [ChatMessage(role="user", content=call.prompt)]
+        model_dict = {"model": model, "class_name": "ReasonRankRerank"}
+        dispatcher.event(LLMChatStartEvent(messages=messages, additional_kwargs={}, model_dict=model_dict))
+        raw = {"model": model, "usage": call.token_usage, "status": call.status, "error": call.error}
+        response = ChatResponse(message=ChatMessage(role="assistant", content=call.output), raw=raw,
+                                additional_kwargs=call.token_usage)  # fmt: skip
+        payload = {EventPayload.MESSAGES: messages, EventPayload.SERIALIZED: model_dict}
+        with self.callback_manager.event(CBEventType.LLM, payload=payload) as event:
+            event.on_end(payload={EventPayload.MESSAGES: messages, EventPayload.RESPONSE: response})
+        dispatcher.event(LLMChatEndEvent(messages=messages, response=response))
 
 
 def _with(keys: list[str], added: dict[str, Any]) -> list[str]:

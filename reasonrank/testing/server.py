@@ -28,10 +28,13 @@ __all__ = ["Fault", "JSONHandler", "LocalServer", "RankingServer"]
 class Fault:
     """One injected failure, consumed by the next chat request.
 
-    kind: "status" (HTTP ``status`` with an error body), "delay" (sleep ``seconds`` then answer),
-    "drop" (close the connection without a response), "malformed_json" (200 with a broken body),
-    "text" (200 with ``text`` as the model output), "no_choices" (200 with an empty choices list),
-    "no_content" (200 whose message has no content).
+    kind: "status" (HTTP ``status`` with an error body and ``headers``, e.g. a 302 with a ``Location``),
+    "delay" (sleep ``seconds`` then answer), "drop" (close the connection without a response),
+    "malformed_json" (200 with a broken body), "text" (200 with ``text`` as the model output),
+    "no_choices" (200 with an empty choices list), "no_content" (200 whose message has no content),
+    "content" (200 whose message content is ``body``, any JSON value: content parts, an int, ...),
+    "choices" (200 whose ``choices`` is ``body``), "trickle" (the real answer, one byte every
+    ``seconds``), "huge" (200 with a body of ``size`` bytes, streamed without a ``Content-Length``).
     """
 
     kind: str
@@ -39,6 +42,8 @@ class Fault:
     seconds: float = 0.0
     text: str = ""
     headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    size: int = 0
 
 
 class LocalServer:
@@ -84,7 +89,8 @@ class RankingServer(LocalServer):
     """An OpenAI-compatible chat server on 127.0.0.1 that ranks windows deterministically.
 
     Use as a context manager; ``base_url`` ends in ``/v1``. ``faults`` is a queue of :class:`Fault`
-    applied to the next chat requests in order. ``requests`` records the JSON bodies received.
+    applied to the next chat requests in order. ``requests`` records the JSON bodies received and
+    ``request_headers`` their headers (names in lower case).
 
     ``latency`` delays every chat answer (to overlap requests); ``reasoning_field`` (e.g.
     ``"reasoning_content"``) answers as a vLLM/SGLang server with a reasoning parser: the reasoning in
@@ -116,6 +122,7 @@ class RankingServer(LocalServer):
         self._words: list[str] = []
         self.faults: deque[Fault] = deque()
         self.requests: list[dict[str, Any]] = []
+        self.request_headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
 
     @property
@@ -165,6 +172,7 @@ class RankingServer(LocalServer):
         """Forget the recorded requests and the in-flight maximum."""
         with self._lock:
             self.requests.clear()
+            self.request_headers.clear()
             self.max_in_flight = self.in_flight
 
     def _completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
@@ -204,6 +212,35 @@ class JSONHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _trickle(self, payload: Any, seconds: float) -> None:
+        """Send ``payload`` one byte every ``seconds`` (its Content-Length up front)."""
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        try:
+            for i in range(len(data)):
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+                time.sleep(seconds)
+        except OSError:  # the client gave up
+            self.close_connection = True
+
+    def _stream_unsized(self, size: int) -> None:
+        """A 200 body of ``size`` bytes with no Content-Length: only the end of the connection ends it."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        chunk = b" " * 65536
+        try:
+            for start in range(0, size, len(chunk)):
+                self.wfile.write(chunk[: size - start])
+        except OSError:  # the client stopped reading
+            pass
+
     def _drop(self) -> None:
         """Close the connection without a response."""
         self.close_connection = True
@@ -238,6 +275,7 @@ class _RankingHandler(JSONHandler):
         outer = self.owner
         with outer._lock:
             outer.requests.append(body)
+            outer.request_headers.append({k.lower(): v for k, v in self.headers.items()})
         path = self.path.rstrip("/")
         if path in ("/tokenize", "/detokenize"):
             self._tokens(path, body)
@@ -273,16 +311,14 @@ class _RankingHandler(JSONHandler):
             self._send(fault.status, {"error": {"message": f"injected {fault.status}"}}, headers=fault.headers)
         elif fault.kind == "drop":
             self._drop()
+        elif fault.kind in _BODY_FAULTS:
+            self._send(200, _BODY_FAULTS[fault.kind](self.owner, body, fault))
         elif fault.kind == "malformed_json":
             self._send(200, None, raw=b'{"choices": [{"message": {"content": "[1] > ')
-        elif fault.kind == "no_choices":
-            self._send(200, {"id": "x", "choices": []})
-        elif fault.kind == "no_content":
-            payload = self.owner._completion(body, "")
-            del payload["choices"][0]["message"]["content"]
-            self._send(200, payload)
-        elif fault.kind == "text":
-            self._send(200, self.owner._completion(body, fault.text))
+        elif fault.kind == "trickle":
+            self._trickle(self.owner.complete(body), fault.seconds)
+        elif fault.kind == "huge":
+            self._stream_unsized(fault.size)
         else:
             return False
         return True
@@ -302,3 +338,25 @@ class _RankingHandler(JSONHandler):
             self._send(200, payload)
         except (BrokenPipeError, ConnectionResetError):  # client gave up (timeout test)
             pass
+
+
+def _with_message(owner: RankingServer, body: dict[str, Any], **message: Any) -> dict[str, Any]:
+    payload = owner._completion(body, "")
+    payload["choices"][0]["message"] = {"role": "assistant", **message}
+    return payload
+
+
+def _with_choices(owner: RankingServer, body: dict[str, Any], choices: Any) -> dict[str, Any]:
+    payload = owner._completion(body, "")
+    payload["choices"] = choices
+    return payload
+
+
+#: faults answered by a 200 whose JSON is built from the request: kind -> (server, request body, fault) -> JSON
+_BODY_FAULTS = {
+    "no_choices": lambda owner, body, fault: {"id": "x", "choices": []},
+    "no_content": lambda owner, body, fault: _with_message(owner, body),
+    "text": lambda owner, body, fault: owner._completion(body, fault.text),
+    "content": lambda owner, body, fault: _with_message(owner, body, content=fault.body),
+    "choices": lambda owner, body, fault: _with_choices(owner, body, fault.body),
+}

@@ -65,16 +65,18 @@ def make_task(
     prefix: str = "q",
     num_topics: int | None = None,
     unreliable_topics: int = 0,
+    topics: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Synthetic samples: ``{"dataset","qid","query","docs": {id: text},"initial_list","final_list","relevant_docids","reasoning"}``.
 
     ``relevant_docids`` is always the truth. On queries about the first ``unreliable_topics`` topics the
     teacher's reasoning is still right but its final list is shuffled: the list disagrees with the
     teacher's own judgements, the inconsistency ReasonRank's self-consistency filter targets. SFT
-    imitates those lists; the reward, computed on the positives, does not.
+    imitates those lists; the reward, computed on the positives, does not. ``topics`` (a list of words)
+    replaces ``TOPICS[:num_topics]``: tasks on disjoint topic lists share no query and no passage.
     """
     rng = random.Random(seed)
-    topics = TOPICS[:num_topics] if num_topics else TOPICS
+    topics = list(topics) if topics else (TOPICS[:num_topics] if num_topics else TOPICS)
     unreliable = set(topics[:unreliable_topics])
     guesses = random.Random(seed + 7919)  # its own stream: the task itself does not depend on the teacher
     samples = []

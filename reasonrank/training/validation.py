@@ -24,7 +24,9 @@ __all__ = ["RankingValidation", "generate_greedy", "score_rows", "validation_cal
 logger = logging.getLogger(__name__)
 
 
-def generate_greedy(model: Any, tokenizer: Any, prompts: Sequence[list[dict]], max_new_tokens: int, batch_size: int = 8):
+def generate_greedy(
+    model: Any, tokenizer: Any, prompts: Sequence[list[dict]], max_new_tokens: int, batch_size: int = 8
+):
     """Greedy completions (text) of chat ``prompts`` with ``model``; restores the model's train/eval mode."""
     import torch
 

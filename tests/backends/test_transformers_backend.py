@@ -226,3 +226,47 @@ def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "reasonrank.core.backends.transformers")
     with pytest.raises(ImportError, match=r"reasonrank\[transformers\]"):
         importlib.import_module("reasonrank.core.backends.transformers")
+
+
+def test_each_prompt_is_tokenized_once_and_batches_are_sorted_by_length(tiny_backend, monkeypatch):
+    requests = [_request("rank passage " * k, max_new_tokens=2) for k in (9, 1, 5, 2, 7)]
+    encoded, padded = [], []
+    real_encode, real_pad = tiny_backend._encode, tiny_backend.tokenizer.pad
+
+    def counting_encode(prompts):
+        encoded.extend(prompts)
+        return real_encode(prompts)
+
+    def recording_pad(batch, **kwargs):
+        padded.append([len(ids) for ids in batch["input_ids"]])
+        return real_pad(batch, **kwargs)
+
+    monkeypatch.setattr(tiny_backend, "_encode", counting_encode)
+    monkeypatch.setattr(tiny_backend.tokenizer, "pad", recording_pad)
+    out = tiny_backend.generate(requests)
+    assert sorted(encoded) == sorted(tiny_backend.render(r) for r in requests)  # once each
+    lengths = [length for batch in padded for length in batch]
+    assert lengths == sorted(lengths) and [len(b) for b in padded] == [4, 1]
+    assert [c.prompt_tokens for c in out] == [tiny_backend.count_tokens(tiny_backend.render(r)) for r in requests]
+
+
+def test_deadline_sets_max_time_and_skips_batches_not_started(tiny_backend, monkeypatch):
+    import time
+
+    configs = []
+    real = tiny_backend.torch_model.generate
+
+    def spy(**kwargs):
+        configs.append(kwargs["generation_config"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(tiny_backend.torch_model, "generate", spy)
+    requests = [_request("rank passage " * k, max_new_tokens=3) for k in range(1, 7)]
+    skipped = tiny_backend.generate(requests, deadline=time.monotonic() - 1)
+    assert configs == []
+    assert all(c.status == "skipped" and c.error.startswith("deadline exceeded") for c in skipped)
+    done = tiny_backend.generate(requests, deadline=time.monotonic() + 120)
+    assert all(c.error is None for c in done)
+    assert len(configs) == 2 and all(0 < c.max_time <= 120 for c in configs)
+    assert tiny_backend.generate(requests[:1])[0].text == done[0].text  # no deadline: no max_time
+    assert configs[-1].max_time is None

@@ -223,3 +223,15 @@ def test_module_imports_without_vllm(monkeypatch):
     monkeypatch.delitem(sys.modules, "reasonrank.core.backends.vllm")
     module = importlib.import_module("reasonrank.core.backends.vllm")
     assert module.build_sampling_kwargs(SamplingParams())["temperature"] == 0.0
+
+
+def test_a_passed_deadline_skips_the_call_and_a_future_one_runs_it(engine):
+    import time
+
+    backend = VLLMBackend("m")
+    requests = [ChatRequest(build_messages("q", ["a", "b"]), SamplingParams(max_new_tokens=5))] * 2
+    skipped = backend.generate(requests, deadline=time.monotonic() - 1)
+    assert [(c.status, c.error.startswith("deadline exceeded")) for c in skipped] == [("skipped", True)] * 2
+    assert engine.calls == []
+    done = backend.generate(requests, deadline=time.monotonic() + 60)
+    assert [c.error for c in done] == [None, None] and len(engine.calls) == 1

@@ -239,6 +239,10 @@ def test_rerank_malformed_and_failed_windows(cli, dl19, tmp_path):
         assert code == 1 and "reasonrank rerank: error:" in err and "query 0" in err
         srv.faults.append(Fault("status", status=400))
         code, _, err = cli(*args, "--on-error", "keep", *_model(srv))
+        assert code == 1 and "(0 repaired, 1 failed)" in err  # 1 of 2 windows: more than --max-failed-share
+        assert "1 of 2 windows (50%)" in err and "injected 400" in err
+        srv.faults.append(Fault("status", status=400))
+        code, _, err = cli(*args, "--on-error", "keep", "--max-failed-share", "0.5", *_model(srv))
         assert code == 0 and "(0 repaired, 1 failed)" in err
         first_query = dl19.qids[0]
         assert ranking(read_run(out)[first_query]) == [c.docid for c in dl19.candidates[first_query]]

@@ -153,8 +153,210 @@ def test_fast_fix_text_is_exactly_ftfy(text, unescape_html):
     assert fix_text(text, unescape_html) == ftfy.fix_text(text, unescape_html=unescape_html)
 
 
+def test_segment_length_is_ftfys():
+    assert prompts._MAX_SEGMENT == ftfy.TextFixerConfig().max_decode_length
+
+
+def test_import_reasonrank_loads_no_asyncio_tqdm_or_ftfy():
+    import subprocess
+    import sys
+
+    code = "import sys, reasonrank; print([m for m in ('asyncio', 'tqdm.auto', 'ftfy') if m in sys.modules])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
 def test_every_ascii_character_is_classified_correctly():
     for code in range(128):
         for text in (f"ab{chr(code)}cd", f"&amp{chr(code)}", f"x\n{chr(code)}\n<y>&amp;"):
             for unescape_html in (False, "auto"):
                 assert fix_text(text, unescape_html) == ftfy.fix_text(text, unescape_html=unescape_html)
+
+
+# ---------------------------------------------------------------------- parity with the whole-message fix
+def whole_message_prompt(query, contents, mode="reasoning"):
+    """The user message as built before per-passage fixing: assembled, then ftfy over all of it."""
+    num = len(contents)
+    text = prompts.prefix_prompt(prompts.normalize_query(query), num) + "\n"
+    text += "".join(f"[{rank}] {content}\n" for rank, content in enumerate(contents, start=1))
+    text += prompts.suffix_prompt(prompts.normalize_query(query), num, mode)
+    return ftfy.fix_text(text, unescape_html=False)
+
+
+_MOJIBAKE = st.sampled_from(
+    ["Ã£", "Ã©", "Â ", "Ã ", "Œ", "œ.", "Ã¢â‚¬â„¢", "Ã‰", "Â£", "ГўВЂВ", "â€œ", "Ã¡", " Â ", "\xa0", "Ã\xa0",
+     "Ð¿Ñ€", "Ø§Ù„", "ï»¿", "\u0301", "¨", "´"]
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_MOJIBAKE, _TRICKY, st.text(max_size=4)), max_size=10).map("".join),
+       st.sampled_from(["", "a", "x ", ".", "]", "1", "Z", "(3) ", "'"]), st.integers(1, 120))  # fmt: skip
+def test_per_passage_fix_equals_the_whole_message_fix(rest, start, rank):
+    content = start + rest
+    contents = ["plain", content] if rank % 2 else [content]
+    user = build_messages("q Ã© [3]", contents)[1]["content"]
+    assert user == whole_message_prompt("q Ã© [3]", contents)
+    assert prompts._passage_line(rank, content) == ftfy.fix_text(f"[{rank}] {content}\n", unescape_html=False)
+
+
+DL19 = "/work/shared/data/dl19_bm25_top100.jsonl"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists(DL19), reason="no /work/shared/data")
+@pytest.mark.parametrize("max_tokens", [None, 300])
+def test_every_dl19_window_prompt_equals_the_whole_message_fix(max_tokens):
+    import json
+
+    from reasonrank.core.backends.base import word_truncate
+
+    def words(texts, n):
+        return [word_truncate(t, int(n * 0.75)) for t in texts]
+
+    with open(DL19, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    for row in rows:
+        contents = prepare_passages([c["text"] for c in row["candidates"]], words, max_tokens)
+        # the old path: clean with ftfy itself, truncate, escape
+        cleaned = [ftfy.fix_text(c["text"].strip()) for c in row["candidates"]]
+        expected = [prompts.finish_passage(t) for t in (words(cleaned, max_tokens) if max_tokens else cleaned)]
+        assert contents == expected
+        for start in range(80, -1, -10):  # the sliding windows of 100 candidates
+            window = contents[start : start + 20]
+            for mode in ("reasoning", "direct"):
+                assert build_messages(row["query"], window, mode)[1]["content"] == whole_message_prompt(
+                    row["query"], window, mode
+                )
+
+
+# ---------------------------------------------------------------------- each passage cleaned and tokenized once
+class _CountingTokenizer:
+    """A real ``tokenizers`` word-level tokenizer that counts the texts it encodes."""
+
+    def __init__(self):
+        from tokenizers import Tokenizer, models, pre_tokenizers
+
+        self.rust = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+        self.rust.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        self.encoded: list[str] = []
+
+    def __call__(self, texts, add_special_tokens=False):
+        self.encoded.extend(texts)
+        return {"input_ids": [e.ids for e in self.rust.encode_batch(texts, add_special_tokens=False)]}
+
+    def convert_ids_to_tokens(self, ids):
+        return ["w"] * len(ids)
+
+    def convert_tokens_to_string(self, tokens):
+        return " ".join(tokens)
+
+
+def _counting_backend(tokenizer):
+    from functools import partial
+
+    from reasonrank.core.backends.base import Backend
+    from reasonrank.core.truncation import truncate_with_tokenizer
+    from reasonrank.core.types import Completion
+    from reasonrank.testing import format_answer
+
+    class Counting(Backend):
+        kind = "counting"
+
+        def __init__(self):
+            self.truncate = partial(truncate_with_tokenizer, tokenizer)
+            self.prompts = []
+
+        def generate(self, requests, **kwargs):
+            self.prompts.extend(r.messages[1]["content"] for r in requests)
+            return [Completion(format_answer(list(range(r.messages[1]["content"].count("\n[")))[::-1], "r"))
+                    for r in requests]  # fmt: skip
+
+    return Counting()
+
+
+@pytest.mark.parametrize("max_passage_tokens", [512, 6])
+def test_each_passage_is_cleaned_and_tokenized_once_per_query(monkeypatch, max_passage_tokens):
+    from reasonrank import Reranker
+    from reasonrank.core import passages as passages_module
+
+    fixed, outputs = [], []
+    real_fix = passages_module.fix_text
+
+    def counting_fix(text, *args, **kwargs):
+        fixed.append(text)
+        outputs.append(real_fix(text, *args, **kwargs))
+        return outputs[-1]
+
+    monkeypatch.setattr(passages_module, "fix_text", counting_fix)
+    texts = [f"passage {i} café Ã© words [{i}] " + "more " * (i % 7) for i in range(60)]
+    tokenizer = _CountingTokenizer()
+    backend = _counting_backend(tokenizer)
+    reranker = Reranker(backend=backend, window_size=20, step=10, max_passage_tokens=max_passage_tokens)
+    queries = ["q one", "q two"]
+    results = reranker.rerank_batch(queries, [texts, texts[::-1]])
+    assert sum(r.calls for r in results) == len(backend.prompts) == 2 * 5
+    # every passage of every query: one ftfy pass, one tokenization, however many windows show it
+    assert sorted(fixed) == sorted([t.strip() for t in texts] * 2)
+    if max_passage_tokens * 6 > max(map(len, outputs)):  # (no head cut before tokenizing)
+        assert sorted(tokenizer.encoded) == sorted(outputs)
+    else:  # a head is encoded first; the whole text only where the head had too few tokens
+        assert len(tokenizer.encoded) <= 2 * len(outputs)
+    # and the prompts are the ones of the whole-message fix
+    for prompt in backend.prompts:
+        assert prompt == ftfy.fix_text(prompt, unescape_html=False)
+
+
+# ---------------------------------------------------------------------- cutting long passages early changes nothing
+def _sentences(seed, words, line_every):
+    import random
+
+    rng = random.Random(seed)
+    vocabulary = "the ice floats café “quoted” Ã© données [12] 1990 e.g. water lattice density".split()
+    lines, line = [], []
+    for k in range(words):
+        line.append(rng.choice(vocabulary) + ("." if k % 11 == 10 else ""))
+        if line_every and k % line_every == line_every - 1:
+            lines.append(" ".join(line))
+            line = []
+    return "\n".join([*lines, " ".join(line)])
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer():
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([_sentences(i, 200, 0) for i in range(50)], trainer)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+@pytest.mark.parametrize("max_tokens", [7, 64, 300])
+def test_long_passages_cut_early_give_the_contents_of_the_whole_text(bpe_tokenizer, tmp_path, max_tokens):
+    from functools import partial
+
+    from reasonrank.core.backends.base import word_truncate
+    from reasonrank.core.truncation import load_tokenizer, truncate_with_tokenizer
+
+    def whole_text_tokens(texts, n):  # the old path: encode the whole text, decode the first n tokens
+        encoded = bpe_tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [t if len(ids) <= n else bpe_tokenizer.convert_tokens_to_string(
+            bpe_tokenizer.convert_ids_to_tokens(ids[:n])) for t, ids in zip(texts, encoded)]  # fmt: skip
+
+    def words(texts, n):
+        return [word_truncate(t, int(n * 0.75)) for t in texts]
+
+    raw = [_sentences(i, 900 + 37 * i, (0, 5, 13, 40)[i % 4]) for i in range(24)]
+    bpe_tokenizer.backend_tokenizer.save(str(tmp_path / "tokenizer.json"))
+    bare = load_tokenizer(tmp_path)
+    assert type(bare).__module__.startswith("tokenizers")
+    for new, old in [
+        (partial(truncate_with_tokenizer, bpe_tokenizer), whole_text_tokens),
+        (partial(truncate_with_tokenizer, bare), whole_text_tokens),
+        (words, words),
+    ]:
+        expected = [prompts.finish_passage(t) for t in old([ftfy.fix_text(r.strip()) for r in raw], max_tokens)]
+        assert prepare_passages(raw, new, max_tokens) == expected

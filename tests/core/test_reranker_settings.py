@@ -13,7 +13,7 @@ from reasonrank.core.types import ChatRequest, SamplingParams
 from reasonrank.testing import FunctionBackend
 
 # Settings whose type allows no generic sample value.
-SAMPLES = {"backend_kwargs": {"timeout": 5.0}}
+SAMPLES = {"backend_kwargs": {"timeout": 5.0}, "cache": "memory"}
 
 
 def sample_value(name, default, metadata):

@@ -78,3 +78,33 @@ def test_plan_rejects_a_ranking_that_is_not_a_permutation():
         plan.apply([[0] * 20])
     with pytest.raises(ValueError, match="expected 1 rankings"):
         plan.apply([])
+
+
+@pytest.mark.parametrize("strategy_cls", [SlidingWindow, Tournament])
+@pytest.mark.parametrize(("window_size", "step"), [(20, 10), (10, 5), (5, 2)])
+def test_planned_windows_are_known_up_front(strategy_cls, window_size, step):
+    for n in range(0, 130):
+        plan = run_plan(strategy_cls(window_size, step), list(range(n)))
+        assert strategy_cls(window_size, step).plan(n).planned == plan.calls, n
+
+
+def test_stop_applies_the_ranked_windows_in_place_and_keeps_the_rest():
+    plan = Tournament(20, 10).plan(100)
+    first_round = plan.pending()
+    assert len(first_round) == 5
+    reverse = list(range(19, -1, -1))
+    plan.stop([reverse, None, reverse, None, None])  # two of five windows came back
+    assert plan.done and plan.pending() == [] and plan.calls == 2
+    assert plan.order[:20] == list(range(19, -1, -1)) and plan.order[20:40] == list(range(20, 40))
+    assert plan.order[40:60] == list(range(59, 39, -1)) and plan.order[60:] == list(range(60, 100))
+
+
+def test_stop_with_a_whole_round_applies_it_as_usual():
+    whole, usual = Tournament(20, 10).plan(100), Tournament(20, 10).plan(100)
+    rankings = [list(range(len(w)))[::-1] for w in whole.pending()]
+    whole.stop(rankings)
+    usual.apply(rankings)
+    assert whole.order == usual.order and whole.done and not usual.done
+    sliding = SlidingWindow(20, 10).plan(100)
+    sliding.stop()
+    assert sliding.done and sliding.order == list(range(100)) and sliding.calls == 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import importlib.util
+import inspect
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +17,7 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 haystack = pytest.importorskip("haystack")
 
-from haystack import Document, Pipeline  # noqa: E402
+from haystack import Document, Pipeline, tracing  # noqa: E402
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever  # noqa: E402
 from haystack.dataclasses import ByteStream  # noqa: E402
 from haystack.document_stores.in_memory import InMemoryDocumentStore  # noqa: E402
@@ -24,7 +28,13 @@ from haystack_integrations.components.rankers.reasonrank import ReasonRankRanker
 from reasonrank import Reranker  # noqa: E402
 from reasonrank.core.types import BackendError  # noqa: E402
 from reasonrank.integrations.haystack import ReasonRankRanker as ReExported  # noqa: E402
-from reasonrank.testing import Fault, RankingServer, lexical_ranking, parse_window_prompt  # noqa: E402
+from reasonrank.testing import (  # noqa: E402
+    Fault,
+    FunctionBackend,
+    RankingServer,
+    lexical_ranking,
+    parse_window_prompt,
+)
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "haystack_rag.py"
 QUERY = "bees collect nectar from flowers to make honey"
@@ -203,7 +213,12 @@ async def test_run_async_checks_inputs_too(srv):
 
 def test_zero_and_one_document_need_no_model(srv):
     ranker = make(srv)
-    assert ranker.run(query=QUERY, documents=[]) == {"documents": []}
+    empty = {"calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "failed_calls": 0,
+             "skipped_windows": 0, "total_tokens": 0}  # fmt: skip
+    assert ranker.run(query=QUERY, documents=[]) == {
+        "documents": [],
+        "meta": {"usage": empty, "complete": True, "calls": 0},
+    }
     one = Document(content="bees", score=3.5, meta={"k": "v"})
     (out,) = ranker.run(query=QUERY, documents=[one])["documents"]
     assert srv.chat_requests == [] and not ranker._core.built
@@ -298,7 +313,7 @@ def test_to_dict_holds_env_var_names_never_the_key(srv, monkeypatch):
     assert data["type"] == "haystack_integrations.components.rankers.reasonrank.ranker.ReasonRankRanker"
     assert data["init_parameters"]["api_key"] == {
         "type": "env_var",
-        "env_vars": ["REASONRANK_API_KEY", "OPENAI_API_KEY"],
+        "env_vars": ["REASONRANK_API_KEY"],  # never OPENAI_API_KEY: another service's key
         "strict": False,
     }
     assert "sk-very-secret" not in repr(data)
@@ -336,6 +351,108 @@ def test_pipeline_dumps_loads_round_trip_under_the_default_allowlist(srv, store,
     second = loaded.run(pipeline_input())["ranker"]["documents"]
     assert [d.id for d in second] == [d.id for d in first]
     assert loaded.dumps() == text
+
+
+# ---------------------------------------------------------------------------- usage, tracing, deadline
+class CollectedSpan(tracing.Span):
+    def __init__(self, name: str, tags: dict[str, Any] | None, parent: CollectedSpan | None) -> None:
+        self.name, self.tags, self.parent = name, dict(tags or {}), parent
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.tags[key] = value
+
+
+class CollectingTracer(tracing.Tracer):
+    """A real Haystack tracer: every span, its tags and its parent (the active span in a context variable)."""
+
+    def __init__(self) -> None:
+        self.spans: list[CollectedSpan] = []
+        self._current: contextvars.ContextVar[CollectedSpan | None] = contextvars.ContextVar("span", default=None)
+
+    @contextlib.contextmanager
+    def trace(self, operation_name: str, tags: dict[str, Any] | None = None, parent_span: Any = None):
+        span = CollectedSpan(operation_name, tags, parent_span or self._current.get())
+        self.spans.append(span)
+        token = self._current.set(span)
+        try:
+            yield span
+        finally:
+            self._current.reset(token)
+
+    def current_span(self) -> CollectedSpan | None:
+        return self._current.get()
+
+    def named(self, name: str) -> list[CollectedSpan]:
+        return [s for s in self.spans if s.name == name]
+
+
+@pytest.fixture()
+def tracer():
+    collecting = CollectingTracer()
+    tracing.enable_tracing(collecting)
+    try:
+        yield collecting
+    finally:
+        tracing.disable_tracing()
+
+
+def check_usage_traced(srv: RankingServer, tracer: CollectingTracer, meta: dict, served: dict) -> None:
+    """The meta output and the spans hold the tokens the server reported, one child span per model call."""
+    usage = meta["usage"]
+    assert meta["complete"] is True and meta["calls"] == served["calls"] == len(srv.chat_requests) > 1
+    assert (usage["prompt_tokens"], usage["completion_tokens"]) == (
+        served["prompt_tokens"],
+        served["completion_tokens"],
+    )
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    (component,) = [s for s in tracer.named("haystack.component.run") if "reasonrank.calls" in s.tags]
+    assert component.tags["haystack.component.name"] == "ranker"
+    assert component.tags["reasonrank.usage.prompt_tokens"] == usage["prompt_tokens"]
+    assert component.tags["gen_ai.usage.output_tokens"] == usage["completion_tokens"]
+    assert component.tags["reasonrank.complete"] is True
+    windows = tracer.named("reasonrank.window")
+    assert len(windows) == meta["calls"] and all(w.parent is component for w in windows)
+    assert sum(w.tags["gen_ai.usage.input_tokens"] for w in windows) == usage["prompt_tokens"]
+    assert {w.tags["gen_ai.request.model"] for w in windows} == {"reasonrank-test"}
+
+
+def test_usage_in_meta_and_tracing_spans(srv, store, tracer, served_usage):
+    out = pipeline(store, make(srv, top_k=3)).run(pipeline_input())
+    assert len(out["ranker"]["documents"]) == 3
+    check_usage_traced(srv, tracer, out["ranker"]["meta"], served_usage(srv))
+
+
+async def test_usage_traced_in_async_pipelines(srv, store, tracer, served_usage):
+    out = await pipeline(store, make(srv, top_k=3)).run_async(pipeline_input())
+    check_usage_traced(srv, tracer, out["ranker"]["meta"], served_usage(srv))
+
+
+def test_failed_window_is_reported_incomplete(srv, tracer):
+    docs = [Document(content=t) for t in TEXTS]
+    srv.faults.append(Fault("status", status=400))
+    alone = Pipeline()  # the component's tracing span comes from the pipeline
+    alone.add_component("ranker", make(srv, on_error="keep"))
+    out = alone.run({"ranker": {"query": QUERY, "documents": docs}})["ranker"]
+    assert out["meta"]["complete"] is False and out["meta"]["usage"]["failed_calls"] == 1
+    assert sorted(d.id for d in out["documents"]) == sorted(d.id for d in docs)  # nothing lost
+    statuses = [w.tags["reasonrank.status"] for w in tracer.named("reasonrank.window")]
+    assert statuses.count("failed") == 1 and "reasonrank.error" in tracer.named("reasonrank.window")[0].tags
+
+
+@pytest.mark.skipif("deadline" not in inspect.signature(Reranker.rerank).parameters, reason="core lacks deadline")
+async def test_deadline_per_run_returns_the_order_so_far():
+    docs = [Document(content=t) for t in TEXTS]
+    ranker = ReasonRankRanker(reranker=Reranker(backend=FunctionBackend(latency=0.1), window_size=3, step=1))
+    assert "deadline" in inspect.signature(ReasonRankRanker.run_async).parameters
+    cut = ranker.run(query=QUERY, documents=docs, top_k=None, deadline=0.01)
+    assert cut["meta"]["complete"] is False and cut["meta"]["usage"]["skipped_windows"] > 0
+    assert sorted(d.id for d in cut["documents"]) == sorted(d.id for d in docs)
+    full = await ranker.run_async(query=QUERY, documents=docs, top_k=None)
+    assert full["meta"]["complete"] is True and full["meta"]["usage"]["skipped_windows"] == 0
+    core = Reranker(backend=FunctionBackend(), window_size=3, step=1).rerank(QUERY, TEXTS)
+    assert [d.id for d in full["documents"]] == [docs[i].id for i in core.order]
+    with pytest.raises(ValueError, match="deadline"):
+        ranker.run(query=QUERY, documents=docs, deadline=-1)
 
 
 # ---------------------------------------------------------------------------- example

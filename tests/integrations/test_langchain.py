@@ -15,18 +15,24 @@ pytest.importorskip("langchain_core")
 pytest.importorskip("langchain_classic")
 
 from langchain_classic.retrievers import ContextualCompressionRetriever  # noqa: E402
-from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun  # noqa: E402
+from langchain_core.callbacks import (  # noqa: E402
+    BaseCallbackHandler,
+    CallbackManagerForRetrieverRun,
+    get_usage_metadata_callback,
+)
 from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
 from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
 from langchain_core.load import dumpd, dumps  # noqa: E402
 from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from langchain_core.tracers.base import BaseTracer  # noqa: E402
+from langchain_core.tracers.schemas import Run  # noqa: E402
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 
 import reasonrank.core.reranker as core_reranker  # noqa: E402
 from reasonrank import Reranker  # noqa: E402
-from reasonrank.core.types import BackendError  # noqa: E402
+from reasonrank.core.types import BackendError, Completion  # noqa: E402
 from reasonrank.integrations.langchain import ReasonRankCompressor  # noqa: E402
-from reasonrank.testing import Fault, RankingServer, lexical_ranking  # noqa: E402
+from reasonrank.testing import Fault, FunctionBackend, RankingServer, format_answer, lexical_ranking  # noqa: E402
 
 QUERY = "why do moths fly towards bright lights at night"
 TEXTS = [
@@ -387,6 +393,64 @@ def test_api_key_is_used_but_never_shown(docs):
             compressor(server, api_key="wrong", window_size=20, backend_kwargs={"max_retries": 0}).compress_documents(
                 docs, QUERY
             )
+
+
+# ---------------------------------------------------------------------------------------------- token usage
+class RunCollector(BaseTracer):
+    """A LangSmith-style tracer: keeps every finished root run with its tree of child runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roots: list[Run] = []
+
+    def _persist_run(self, run: Run) -> None:
+        self.roots.append(run)
+
+    def find(self, run: Run, name: str) -> list[Run]:
+        found = [run] if run.name == name else []
+        return found + [r for child in run.child_runs for r in self.find(child, name)]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_each_window_is_a_child_llm_run_with_token_usage(server, docs, served_usage, mode):
+    tracer = RunCollector()
+    retriever = pipeline(server, docs, window_size=4, step=2, model="reasonrank-test")
+    with get_usage_metadata_callback() as usage_callback:
+        if mode == "sync":
+            retriever.invoke(QUERY, config={"callbacks": [tracer]})
+        else:
+            await retriever.ainvoke(QUERY, config={"callbacks": [tracer]})
+    served = served_usage(server)
+    assert usage_callback.usage_metadata == {
+        "reasonrank-test": {
+            "input_tokens": served["prompt_tokens"],
+            "output_tokens": served["completion_tokens"],
+            "total_tokens": served["prompt_tokens"] + served["completion_tokens"],
+        }
+    }
+    (root,) = tracer.roots
+    (chain,) = tracer.find(root, "ReasonRankCompressor")
+    llm_runs = [r for r in chain.child_runs if r.run_type == "llm"]
+    assert len(llm_runs) == served["calls"] == len(server.chat_requests) == 3
+    assert all(r.name == "ReasonRankCompressor.window" and r.error is None for r in llm_runs)
+    assert sum(r.outputs["llm_output"]["token_usage"]["prompt_tokens"] for r in llm_runs) == served["prompt_tokens"]
+    assert {r.extra["metadata"]["ls_model_name"] for r in llm_runs} == {"reasonrank-test"}
+    assert chain.outputs["usage"]["completion_tokens"] == served["completion_tokens"]
+    assert chain.outputs["complete"] is True and chain.outputs["calls"] == 3
+
+
+def test_failed_window_is_an_errored_llm_run_and_the_rerank_is_incomplete(docs):
+    def respond(query: str, passages: list[str], order: list[int]) -> object:
+        return Completion(error="model fell over") if "Cats sleep" in " ".join(passages) else format_answer(order)
+
+    core = Reranker(backend=FunctionBackend(respond=respond), window_size=4, step=2, on_error="keep")
+    tracer = RunCollector()
+    out = ReasonRankCompressor(reranker=core, top_n=None).compress_documents(docs, QUERY, callbacks=[tracer])
+    assert sorted(d.id for d in out) == sorted(d.id for d in docs)  # nothing lost
+    (chain,) = tracer.roots
+    assert chain.outputs["complete"] is False and chain.outputs["usage"]["failed_calls"] == 1
+    errored = [r for r in chain.child_runs if r.error]
+    assert len(errored) == 1 and "model fell over" in errored[0].error
 
 
 # ---------------------------------------------------------------------------------------------- example

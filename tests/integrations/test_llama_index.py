@@ -14,20 +14,29 @@ import pytest
 pytest.importorskip("llama_index.core")
 
 from llama_index.core import VectorStoreIndex  # noqa: E402
-from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler  # noqa: E402
+from llama_index.core.callbacks import (  # noqa: E402
+    CallbackManager,
+    CBEventType,
+    EventPayload,
+    LlamaDebugHandler,
+    TokenCountingHandler,
+)
 from llama_index.core.embeddings import MockEmbedding  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
 from llama_index.core.instrumentation.events import BaseEvent  # noqa: E402
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMChatStartEvent  # noqa: E402
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent  # noqa: E402
+from llama_index.core.instrumentation.span_handlers import SimpleSpanHandler  # noqa: E402
 from llama_index.core.llms import MockLLM  # noqa: E402
 from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
 from llama_index.core.query_engine import RetrieverQueryEngine  # noqa: E402
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode  # noqa: E402
 
 from reasonrank import Reranker  # noqa: E402
+from reasonrank.core.types import Completion  # noqa: E402
 from reasonrank.integrations.llama_index import ReasonRankRerank  # noqa: E402
-from reasonrank.testing import FunctionBackend, RankingServer, lexical_ranking  # noqa: E402
+from reasonrank.testing import FunctionBackend, RankingServer, format_answer, lexical_ranking  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama_index_rag.py"
 
@@ -50,28 +59,43 @@ def server():
         yield s
 
 
+class Capture(BaseEventHandler):
+    """A real instrumentation event handler keeping the events of the given kinds."""
+
+    kinds: tuple[type, ...] = (BaseEvent,)
+    seen: list[Any] = []
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "Capture"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if isinstance(event, self.kinds):
+            self.seen.append(event)
+
+
+@pytest.fixture
+def traced():
+    """Every instrumentation event and span seen by the root dispatcher during the test."""
+    events, spans, root = Capture(), SimpleSpanHandler(), get_dispatcher()
+    root.add_event_handler(events)
+    root.add_span_handler(spans)
+    try:
+        yield events.seen, spans
+    finally:
+        root.event_handlers.remove(events)
+        root.span_handlers.remove(spans)
+
+
 @pytest.fixture
 def events():
-    """ReRank instrumentation events seen by the root dispatcher during the test."""
-
-    class Capture(BaseEventHandler):
-        seen: list[Any] = []
-
-        @classmethod
-        def class_name(cls) -> str:
-            return "Capture"
-
-        def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-            if isinstance(event, (ReRankStartEvent, ReRankEndEvent)):
-                self.seen.append(event)
-
-    handler = Capture()
-    root = get_dispatcher()
-    root.add_event_handler(handler)
+    """The ReRank instrumentation events seen by the root dispatcher during the test."""
+    capture, root = Capture(kinds=(ReRankStartEvent, ReRankEndEvent)), get_dispatcher()
+    root.add_event_handler(capture)
     try:
-        yield handler.seen
+        yield capture.seen
     finally:
-        root.event_handlers.remove(handler)
+        root.event_handlers.remove(capture)
 
 
 def make_nodes(texts=TEXTS, scores=None) -> list[NodeWithScore]:
@@ -187,6 +211,56 @@ def test_events_name_a_ready_rerankers_model(events):
     rr = ReasonRankRerank(reranker=Reranker(backend=FunctionBackend(name="fn")))
     rr.postprocess_nodes(make_nodes(), query_str=QUERY)
     assert events[0].model_name == "fn"
+
+
+# ---------------------------------------------------------------------------- model calls and token usage
+def of_type(events: list[Any], kind: type) -> list[Any]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_each_model_call_is_an_llm_event_with_token_counts(server, traced, served_usage, mode):
+    events, spans = traced
+    counter = TokenCountingHandler(tokenizer=str.split)
+    rr = rerank_for(server, top_n=2, window_size=3, step=1, callback_manager=CallbackManager([counter]))
+    if mode == "sync":
+        rr.postprocess_nodes(make_nodes(), query_str=QUERY)
+    else:
+        await rr.apostprocess_nodes(make_nodes(), query_str=QUERY)
+    served = served_usage(server)
+    starts, ends = of_type(events, LLMChatStartEvent), of_type(events, LLMChatEndEvent)
+    assert len(starts) == len(ends) == served["calls"] == len(server.chat_requests) == 4
+    assert [s.span_id for s in starts] == [e.span_id for e in ends] and len({s.span_id for s in starts}) == 4
+    assert sum(e.response.additional_kwargs["prompt_tokens"] for e in ends) == served["prompt_tokens"]
+    assert sum(e.response.raw["usage"]["completion_tokens"] for e in ends) == served["completion_tokens"]
+    assert all(e.response.message.content.startswith("<think>") for e in ends)
+    assert {s.model_dict["model"] for s in starts} == {"reasonrank-test"}
+    # each call is its own span, a child of the postprocess span
+    window_spans = [s for s in spans.completed_spans if s.id_.startswith("ReasonRankRerank._model_call")]
+    assert {s.id_ for s in window_spans} == {s.span_id for s in starts}
+    (parent,) = {s.parent_id for s in window_spans}
+    assert parent.startswith(("ReasonRankRerank._postprocess_nodes", "ReasonRankRerank._apostprocess_nodes"))
+    (end,) = of_type(events, ReRankEndEvent)
+    assert end.tags["reasonrank.complete"] is True
+    assert end.tags["reasonrank.usage"]["prompt_tokens"] == served["prompt_tokens"]
+    # the legacy callback manager's token counter sees the same tokens
+    assert counter.prompt_llm_token_count == served["prompt_tokens"]
+    assert counter.completion_llm_token_count == served["completion_tokens"]
+
+
+def test_failed_window_is_an_llm_event_and_the_rerank_is_incomplete(traced):
+    events, _ = traced
+
+    def respond(query: str, passages: list[str], order: list[int]) -> Any:
+        return Completion(error="model fell over") if "weather" in " ".join(passages) else format_answer(order)
+
+    core = Reranker(backend=FunctionBackend(respond=respond, name="fn"), window_size=3, step=1, on_error="keep")
+    out = ReasonRankRerank(reranker=core, top_n=None).postprocess_nodes(make_nodes(), query_str=QUERY)
+    assert sorted(n.node.node_id for n in out) == sorted(n.node.node_id for n in make_nodes())
+    (end,) = of_type(events, ReRankEndEvent)
+    assert end.tags["reasonrank.complete"] is False and end.tags["reasonrank.usage"]["failed_calls"] >= 1
+    failed = [e for e in of_type(events, LLMChatEndEvent) if e.response.raw["error"]]
+    assert failed and all(e.response.raw["status"] == "failed" for e in failed)
 
 
 # ---------------------------------------------------------------------------- copies, metadata

@@ -83,7 +83,14 @@ def test_tsv_and_per_dataset_files_resolve_id_collisions(tmp_path):
     (tmp_path / "id_doc" / "all.tsv").write_text("x\tone\ny\ttwo\n")
     path = tmp_path / "training_data_all.jsonl"
     rows = [
-        {"dataset": ds, "qid": "0", "initial_list": ["x", "y"], "final_list": ["y", "x"], "relevant_docids": ["y"]}
+        {
+            "dataset": ds,
+            "qid": "0",
+            "initial_list": ["x", "y"],
+            "final_list": ["y", "x"],
+            "reasoning": "",
+            "relevant_docids": ["y"],
+        }
         for ds in ("code", "math")
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -188,22 +195,21 @@ def test_verl_parquet_bad_row_names_the_row(tmp_path, released):
     assert len(report.skipped) == 1 and "row 1" in report.skipped[0]
 
 
+def _line(**fields) -> str:
+    """A training_data_all.jsonl line with every documented field (``LINES[0]``'s, then ``fields``)."""
+    return json.dumps({**LINES[0], "relevant_docids": [], **fields})
+
+
 @pytest.mark.parametrize(
     "line, message",
     [
         ("{not json", "invalid JSON"),
-        (json.dumps({"qid": "q1", "initial_list": ["a"]}), "missing field"),
-        (json.dumps({"qid": "zz", "initial_list": ["a"], "final_list": ["a"]}), "qid 'zz' not found"),
-        (
-            json.dumps({"qid": "q1", "initial_list": ["a", "nope"], "final_list": ["a", "nope"]}),
-            "docid 'nope' not found",
-        ),
-        (json.dumps({"qid": "q1", "initial_list": ["a", "b"], "final_list": ["a", "c"]}), "not a permutation"),
-        (
-            json.dumps({"qid": "q1", "initial_list": ["a", "b"], "final_list": ["a", "b"], "relevant_docids": ["e"]}),
-            "not in initial_list",
-        ),
-        (json.dumps({"qid": "q1", "initial_list": [], "final_list": []}), "non-empty"),
+        (json.dumps({"qid": "q1", "initial_list": ["a"]}), r"missing field\(s\) \['dataset', 'final_list'"),
+        (_line(qid="zz", initial_list=["a"], final_list=["a"]), "qid 'zz' not found"),
+        (_line(initial_list=["a", "nope"], final_list=["a", "nope"]), "docid 'nope' not found"),
+        (_line(initial_list=["a", "b"], final_list=["a", "c"]), "not a permutation"),
+        (_line(initial_list=["a", "b"], final_list=["a", "b"], relevant_docids=["e"]), "not in initial_list"),
+        (_line(initial_list=[], final_list=[]), "non-empty"),
     ],
 )
 def test_malformed_jsonl_raise_or_skip(released, line, message):
@@ -217,7 +223,7 @@ def test_malformed_jsonl_raise_or_skip(released, line, message):
 
 def test_malformed_alpaca_and_missing_files(tmp_path):
     path = tmp_path / "sft.json"
-    path.write_text(json.dumps([{"instruction": "not a ranking prompt", "output": "x"}]))
+    path.write_text(json.dumps([{"instruction": "not a ranking prompt", "output": "x", "system": "s"}]))
     with pytest.raises(DataFormatError, match=r"sft.json\[0\]: .*prefix"):
         load_alpaca(path)
     with pytest.raises(FileNotFoundError):
@@ -406,3 +412,44 @@ def test_missing_shipped_sets_are_reported_not_skipped_silently(tmp_path, monkey
     text = str(report)
     for name in ("dl19", "dl20", "noveleval", "bright"):
         assert f"NOT CHECKED: {name}" in text
+
+
+# The released files' documented fields (recipe §3: the authors' README and dataset_info.json), exactly.
+@pytest.mark.parametrize("field", ["dataset", "qid", "initial_list", "final_list", "reasoning", "relevant_docids"])
+def test_released_jsonl_fields_are_all_required(released, field):
+    line = dict(LINES[0])
+    del line[field]
+    released.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataFormatError, match=rf"training_data_all.jsonl:1: missing field\(s\) \['{field}'\]"):
+        load_training_jsonl(released)
+
+
+@pytest.mark.parametrize("field", ["instruction", "output", "system"])
+def test_alpaca_columns_of_dataset_info_are_required(tmp_path, released, field):
+    record = load_records(released)[0]
+    messages = build_messages(record.query, prepare_passages(record.passages))
+    row = {
+        "instruction": messages[1]["content"],
+        "output": format_target(record.reasoning, record.answer_ids),
+        "system": messages[0]["content"],
+    }
+    path = tmp_path / "reasonrank_sft-data.json"
+    path.write_text(json.dumps([row]))
+    assert load_alpaca(path)[0].answer_ids == record.answer_ids  # exactly the documented columns suffice
+    del row[field]
+    path.write_text(json.dumps([row]))
+    with pytest.raises(DataFormatError, match=rf"\[0\]: missing field\(s\) \['{field}'\]"):
+        load_alpaca(path)
+
+
+@pytest.mark.parametrize("field", ["initial_list", "final_list", "relevant_docids"])
+def test_verl_label_lists_are_required_as_columns_or_extra_info(tmp_path, released, field):
+    row = _verl_row(load_records(released)[0])
+    del row[field]
+    path = tmp_path / "train.parquet"
+    _write_parquet(path, [row])
+    assert len(load_verl_parquet(path)) == 1  # extra_info carries it (the audit's converter reads both)
+    del row["extra_info"][field]
+    _write_parquet(path, [row])
+    with pytest.raises(DataFormatError, match=rf"row 0: missing field\(s\) \['{field}'\]"):
+        load_verl_parquet(path)

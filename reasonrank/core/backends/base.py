@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from reasonrank.core.types import ChatRequest, Completion
 
-__all__ = ["Backend", "word_truncate"]
+__all__ = ["Backend", "DEADLINE_EXCEEDED", "accepts_deadline", "skipped_completion", "word_truncate"]
+
+#: the error of a request cut by its deadline (a Completion with status "skipped")
+DEADLINE_EXCEEDED = "deadline exceeded"
+
+
+def skipped_completion(detail: str = "") -> Completion:
+    """The completion of a request not finished by the deadline."""
+    return Completion(error=f"{DEADLINE_EXCEEDED}{': ' + detail if detail else ''}", status="skipped")
+
+
+def accepts_deadline(method: Callable[..., Any]) -> bool:
+    """Whether a ``generate``/``agenerate`` takes ``deadline=`` (backends written before it may not)."""
+    return _accepts_deadline(getattr(method, "__func__", method))
+
+
+@functools.lru_cache(maxsize=256)
+def _accepts_deadline(function: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "deadline" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def word_truncate(text: str, max_words: int) -> str:
@@ -22,14 +46,23 @@ class Backend(ABC):
 
     ``generate`` returns one :class:`Completion` per request, in order. A request that fails after the
     backend's own retries comes back with ``error`` set rather than raising, so one bad window does not
-    lose the others; the reranker then applies its ``on_error`` policy. Failures that affect every
-    request (a model that cannot load) raise.
+    lose the others; the reranker then applies its ``on_error`` policy. A failure that would repeat
+    for every request (bad key, dead server) is marked ``fatal=True``, and the reranker stops the
+    call's other windows. Failures that affect every request and are known up front (a model that
+    cannot load) raise.
+
+    ``deadline`` is an absolute :func:`time.monotonic` instant: return by about then, with requests
+    not finished by it as :func:`skipped_completion` (``status="skipped"``); never raise for it.
+    Backends that cannot stop mid-request finish the current batch and skip the rest.
     """
 
     #: what runs the model: "openai", "transformers", "vllm", ...
     kind: str = "backend"
     #: the model it runs (a server's model name, a local path or a Hugging Face id)
     model_name: str = ""
+    #: requests it serves at once, each independently (an HTTP client's limit); None: a local backend
+    #: that batches, to which the async engine sends one batch at a time
+    concurrency: int | None = None
 
     @property
     def name(self) -> str:
@@ -48,11 +81,15 @@ class Backend(ABC):
         return None
 
     @abstractmethod
-    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]: ...
+    def generate(self, requests: Sequence[ChatRequest], *, deadline: float | None = None) -> list[Completion]: ...
 
-    async def agenerate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    async def agenerate(self, requests: Sequence[ChatRequest], *, deadline: float | None = None) -> list[Completion]:
         """Async generation. Local backends compute in a worker thread; HTTP backends override this."""
-        return await asyncio.to_thread(self.generate, requests)
+        import asyncio
+
+        if deadline is None or not accepts_deadline(self.generate):
+            return await asyncio.to_thread(self.generate, requests)
+        return await asyncio.to_thread(functools.partial(self.generate, requests, deadline=deadline))
 
     def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         """Keep the first ``max_tokens`` tokens of each text, by the model's own tokenizer where possible.

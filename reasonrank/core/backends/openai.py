@@ -1,30 +1,49 @@
 """Any OpenAI-compatible ``/v1/chat/completions`` server (``vllm serve``, SGLang, TGI, hosted APIs), over httpx.
 
-No ``openai`` or ``vllm`` package is needed. Every request gets explicit timeouts and bounded retries
-with exponential backoff and jitter on transient failures (connection errors, timeouts, dropped
-connections, 429 with ``Retry-After``, 5xx, a 200 whose body is not a usable completion). Other 4xx
-(bad key, context too long) fail at once. A request that still fails comes back as
-``Completion(error=...)``: an error body is never taken for model output.
+No ``openai`` or ``vllm`` package is needed. Every request is bounded by a total wall-clock ``timeout``
+and a body size cap, and transient failures (connection errors, timeouts, dropped connections, 429 with
+``Retry-After``, 5xx, a 200 whose body is not a usable completion) are retried with exponential backoff
+and jitter. Other 4xx (bad key, context too long) and redirects fail at once. A request that still
+fails comes back as ``Completion(error=...)``: an error body is never taken for model output. Failures
+that would repeat for every window (401/403/404, a redirect, no connection) are ``fatal`` and open a
+circuit breaker that fails fast until a cool-down passes. See ``docs/reliability.md``.
 
 Every exchange with the server is a sans-IO generator (:mod:`reasonrank.core.backends.http`) run by
-one sync and one async runner, so both paths share one retry policy.
+one sync and one async runner, so both paths share one policy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
-from collections.abc import Sequence
+import time
+import weakref
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
 
 from reasonrank.core.backends.base import Backend
-from reasonrank.core.backends.http import Steps, arun, chat_with_retries, json_call, run, server_message
-from reasonrank.core.truncation import truncate_with_tokenizer
+from reasonrank.core.backends.http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    CircuitBreaker,
+    Policy,
+    Steps,
+    chat_with_retries,
+    completion,
+    describe,
+    json_call,
+    redact,
+    redirect_message,
+    server_message,
+)
+from reasonrank.core.backends.runners import LoopClient, arun, close_at_loop_shutdown, close_on_its_loop, run
+from reasonrank.core.truncation import load_tokenizer, truncate_with_tokenizer
 from reasonrank.core.types import BackendError, ChatRequest, Completion
 
 __all__ = ["OpenAIBackend", "DEFAULT_BASE_URL"]
@@ -37,6 +56,45 @@ TRUNCATION_MODES = ("auto", "tokenizer", "server", "words")
 T = TypeVar("T")
 
 
+class ServerUnreachable(BackendError):
+    """The server could not be asked at all (no connection, a timeout, a redirect)."""
+
+
+# ---------------------------------------------------------------------- option validation
+def _seconds(name: str, value: Any, *, positive: bool) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        need = "a positive" if positive else "a non-negative"
+        raise ValueError(f"{name} must be {need} finite number of seconds, got {value!r}")
+
+
+def _count(name: str, value: Any, *, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _optional(name: str, value: Any, kind: type | tuple[type, ...], what: str) -> None:
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"{name} must be {what}, got {type(value).__name__}")
+
+
+_CHECKS = {
+    "timeout": lambda v: _seconds("timeout", v, positive=True),
+    "connect_timeout": lambda v: _seconds("connect_timeout", v, positive=True),
+    "backoff": lambda v: _seconds("backoff", v, positive=False),
+    "circuit_cooldown": lambda v: _seconds("circuit_cooldown", v, positive=False),
+    "max_retries": lambda v: _count("max_retries", v, minimum=0),
+    "concurrency": lambda v: _count("concurrency", v, minimum=1),
+    "max_response_bytes": lambda v: _count("max_response_bytes", v, minimum=1),
+    "model": lambda v: _optional("model", v, str, "a model name (str)"),
+    "base_url": lambda v: _optional("base_url", v, str, "a URL (str)"),
+    "api_key": lambda v: _optional("api_key", v, str, "a str"),
+    "tokenizer": lambda v: _optional("tokenizer", v, (str, os.PathLike), "a path or a Hugging Face id"),
+    "extra_body": lambda v: _optional("extra_body", v, Mapping, "a dict"),
+    "headers": lambda v: _optional("headers", v, Mapping, "a dict of header names to values"),
+}
+
+
 class OpenAIBackend(Backend):
     """Windows ranked by a model behind an OpenAI-compatible chat API.
 
@@ -44,9 +102,14 @@ class OpenAIBackend(Backend):
 
     ``model=None`` asks the server (``GET /models``) and uses its first model, which is what ``vllm
     serve`` offers. ``base_url`` defaults to ``$REASONRANK_BASE_URL`` or ``http://localhost:8000/v1``;
-    ``api_key`` to ``$REASONRANK_API_KEY`` or ``$OPENAI_API_KEY`` (no ``Authorization`` header without
-    one). ``concurrency`` bounds the requests in flight; ``max_retries`` retries transient failures
-    after ``backoff * 2**attempt`` seconds plus jitter (or the server's ``Retry-After``).
+    ``api_key`` to ``$REASONRANK_API_KEY`` (no ``Authorization`` header without one; another service's
+    key such as ``$OPENAI_API_KEY`` is never read). ``timeout`` bounds each request in total (connect to
+    last byte), ``connect_timeout`` its connection; ``max_response_bytes`` caps a response body.
+    ``concurrency`` bounds the requests in flight (one limit per event loop, and one thread pool for
+    the sync path); ``max_retries`` retries transient failures after ``backoff * 2**attempt`` seconds
+    plus jitter (or the server's ``Retry-After``). After a failure that would repeat for every window
+    (401/403/404, a redirect, no connection after the retries) the backend fails fast for
+    ``circuit_cooldown`` seconds, then lets one request probe the server.
 
     ``truncation`` decides how passages are cut to ``max_passage_tokens``: ``"tokenizer"`` with a local
     Hugging Face tokenizer (``tokenizer=`` path or id), ``"server"`` with vLLM's ``/tokenize`` and
@@ -64,28 +127,22 @@ class OpenAIBackend(Backend):
         base_url: str | None = None,
         api_key: str | None = None,
         timeout: float = 600.0,
-        connect_timeout: float = 10.0,
-        max_retries: int = 3,
-        backoff: float = 0.5,
+        connect_timeout: float = 5.0,
+        max_retries: int = 2,
+        backoff: float = 0.25,
         concurrency: int = 8,
         truncation: str = "auto",
         tokenizer: str | None = None,
         extra_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        circuit_cooldown: float = 5.0,
     ) -> None:
-        if truncation not in TRUNCATION_MODES:
-            raise ValueError(f"truncation must be one of {', '.join(TRUNCATION_MODES)}, got {truncation!r}")
-        if truncation == "tokenizer" and not tokenizer:
-            raise ValueError("truncation='tokenizer' needs tokenizer= (a local path or a Hugging Face id)")
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        if timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("timeout and connect_timeout must be > 0 seconds")
+        options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.validate_options(**options)
         self.base_url = (base_url or os.environ.get("REASONRANK_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self.api_key = api_key or os.environ.get("REASONRANK_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
+        self.api_key = api_key or os.environ.get("REASONRANK_API_KEY") or None
+        self.policy = Policy(float(timeout), float(connect_timeout), max_retries, float(backoff), max_response_bytes)
         self.max_retries = max_retries
         self.backoff = backoff
         self.concurrency = concurrency
@@ -95,16 +152,39 @@ class OpenAIBackend(Backend):
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if self.api_key:
             self.headers.setdefault("Authorization", f"Bearer {self.api_key}")
+        self.breaker = CircuitBreaker(float(circuit_cooldown))
         self._model = model
         self._lock = threading.RLock()
         self._client: httpx.Client | None = None
-        self._aclient: httpx.AsyncClient | None = None
-        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClient] = weakref.WeakKeyDictionary()
         self._tokenizer: Any = None
         # "auto" with a local tokenizer is decided now; without one, the first truncation probes the server.
         self._resolved_truncation: str | None = (
             truncation if truncation != "auto" else ("tokenizer" if tokenizer else None)
         )
+
+    @classmethod
+    def validate_options(cls, **options: Any) -> None:
+        """``ValueError`` naming the first option (constructor keyword) that has a wrong type or value.
+
+        Cheap and side-effect free: :class:`~reasonrank.Reranker` calls it when it is built, before
+        the backend is.
+        """
+        for name, value in options.items():
+            check = _CHECKS.get(name)
+            if check is not None:
+                check(value)
+        truncation = options.get("truncation", "auto")
+        if truncation not in TRUNCATION_MODES:
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATION_MODES)}, got {truncation!r}")
+        if truncation == "tokenizer" and not options.get("tokenizer"):
+            raise ValueError("truncation='tokenizer' needs tokenizer= (a local path or a Hugging Face id)")
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one request may take in total."""
+        return self.policy.timeout  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ naming and clients
     @property
@@ -128,58 +208,84 @@ class OpenAIBackend(Backend):
         """``base_url`` without its trailing ``/v1``: where vLLM serves ``/tokenize``."""
         return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
 
-    def _limits(self) -> httpx.Limits:
-        return httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+    def _client_options(self) -> dict[str, Any]:
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        timeout = httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
+        return {"timeout": timeout, "headers": self.headers, "limits": limits, "follow_redirects": False}
 
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(timeout=self.timeout, headers=self.headers, limits=self._limits())
+                    self._client = httpx.Client(**self._client_options())
         return self._client
+
+    async def _loop_client(self) -> LoopClient:
+        """The running loop's client and limit, made once per loop and closed when the loop shuts down."""
+        loop = asyncio.get_running_loop()
+        state = self._aclients.get(loop)
+        if state is None:
+            self._forget_closed_loops()
+            client = httpx.AsyncClient(**self._client_options())
+            state = LoopClient(client, asyncio.Semaphore(self.concurrency), close_at_loop_shutdown(client))
+            with self._lock:
+                self._aclients[loop] = state
+            await anext(state.keeper)  # now the loop knows it: asyncio.run closes it (and so the client)
+        return state
+
+    def _forget_closed_loops(self) -> None:
+        # a loop's client and semaphore refer to the loop, so the weak keys alone would not let go of it
+        with self._lock:
+            for loop in [loop for loop in self._aclients if loop.is_closed()]:
+                del self._aclients[loop]
 
     @property
     def aclient(self) -> httpx.AsyncClient:
-        """The async client of the running event loop (a new one if the loop changed since the last call)."""
-        loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aclient_loop is not loop:
-            # An AsyncClient's pooled connections belong to the loop that opened them; a client from a
-            # finished loop (an earlier asyncio.run) cannot be reused, nor closed from here.
-            self._aclient = httpx.AsyncClient(timeout=self.timeout, headers=self.headers, limits=self._limits())
-            self._aclient_loop = loop
-        return self._aclient
+        """The running event loop's async client (made by the first request on that loop)."""
+        state = self._aclients.get(asyncio.get_running_loop())
+        if state is None:
+            raise RuntimeError("no request has been made on this event loop yet")
+        return state.client
 
     # ------------------------------------------------------------------ running exchanges (the only I/O)
     def _run(self, steps: Steps[T]) -> T:
         return run(steps, self.client)
 
-    async def _arun(self, steps: Steps[T], limit: asyncio.Semaphore | None = None) -> T:
-        return await arun(steps, self.aclient, limit)
+    async def _arun(self, steps: Steps[T]) -> T:
+        state = await self._loop_client()
+        return await arun(steps, state.client, state.limit)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="reasonrank-openai")
+        return self._executor
 
     def _run_all(self, exchanges: list[Steps[T]]) -> list[T]:
-        """Run exchanges on threads, at most ``concurrency`` at a time; results in order."""
+        """Run exchanges on the backend's thread pool, at most ``concurrency`` at a time; results in order."""
         if len(exchanges) == 1 or self.concurrency == 1:
             return [self._run(e) for e in exchanges]
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(exchanges))) as pool:
-            return list(pool.map(self._run, exchanges))
+        return list(self._pool().map(self._run, exchanges))
 
     async def _arun_all(self, exchanges: list[Steps[T]]) -> list[T]:
-        limit = asyncio.Semaphore(self.concurrency)  # per call: never bound to another call's loop
-        return list(await asyncio.gather(*(self._arun(e, limit) for e in exchanges)))
+        return list(await asyncio.gather(*(self._arun(e) for e in exchanges)))
 
     # ------------------------------------------------------------------ exchanges (no I/O)
-    def _model_steps(self) -> Steps[str]:
+    def _model_steps(self, deadline: float | None = None) -> Steps[str]:
         if self._model is None:
             url = f"{self.base_url}/models"
-            response, _ = yield ("GET", url, None)
-            if isinstance(response, httpx.HTTPError):
-                raise BackendError(f"cannot reach {url}: {response!r}") from response
+            response, _ = yield self.policy.call("GET", url, deadline=deadline)
+            if isinstance(response, Exception):
+                raise ServerUnreachable(redact(f"cannot reach {url}: {describe(response)}"))
+            if 300 <= response.status_code < 400:
+                raise ServerUnreachable(redact(f"GET {url} answered {redirect_message(response)}"))
             self._model = self._model or self._first_model(response)
         return self._model
 
     def _first_model(self, response: httpx.Response) -> str:
-        url = f"{self.base_url}/models"
+        url = redact(f"{self.base_url}/models")
         if response.status_code != 200:
             raise BackendError(
                 f"no model given and GET {url} answered HTTP {response.status_code}: {server_message(response)}; "
@@ -190,6 +296,21 @@ class OpenAIBackend(Backend):
             return str(data[0]["id"])
         except (ValueError, AttributeError, IndexError, KeyError, TypeError):
             raise BackendError(f"no model given and GET {url} lists no model; pass model= explicitly") from None
+
+    def _model_or_failure(self, deadline: float | None) -> Steps[str | Completion]:
+        """The model name, or the failed completion every window gets when the server cannot be asked."""
+        if self._model is not None:
+            return self._model
+        refusal = self.breaker.admit()
+        if refusal is not None:
+            return completion(error=f"circuit open: {refusal}", fatal=True)
+        try:
+            return (yield from self._model_steps(deadline))
+        except ServerUnreachable as err:
+            if deadline is not None and time.monotonic() >= deadline:
+                return completion(error=f"deadline exceeded: {err}", status="skipped")
+            self.breaker.trip(str(err))
+            return completion(error=str(err), fatal=True)
 
     def request_body(self, request: ChatRequest, model: str) -> dict[str, Any]:
         """The JSON body for one window (top_k/min_p only when set: vLLM and SGLang read them top-level)."""
@@ -210,21 +331,21 @@ class OpenAIBackend(Backend):
         body.update(self.extra_body)
         return body
 
-    def _chat(self, request: ChatRequest, model: str) -> Steps[Completion]:
+    def _chat(self, request: ChatRequest, model: str, deadline: float | None = None) -> Steps[Completion]:
         url = f"{self.base_url}/chat/completions"
         body = self.request_body(request, model)
-        return chat_with_retries(url, body, tag=request.tag, max_retries=self.max_retries, backoff=self.backoff)
+        return chat_with_retries(url, body, self.policy, tag=request.tag, deadline=deadline, breaker=self.breaker)
 
     def _tokenize(self, text: str, model: str) -> Steps[list[int]]:
         payload = {"model": model, "prompt": text, "add_special_tokens": False}
-        return json_call(f"{self.server_root}/tokenize", payload, "tokens")
+        return json_call(self.policy.call("POST", f"{self.server_root}/tokenize", payload), "tokens")
 
     def _server_truncate(self, text: str, max_tokens: int, model: str) -> Steps[str]:
         tokens = yield from self._tokenize(text, model)
         if len(tokens) <= max_tokens:
             return text
         payload = {"model": model, "tokens": tokens[:max_tokens]}
-        return (yield from json_call(f"{self.server_root}/detokenize", payload, "prompt"))
+        return (yield from json_call(self.policy.call("POST", f"{self.server_root}/detokenize", payload), "prompt"))
 
     def _probe(self) -> Steps[str]:
         """Decide ``truncation="auto"`` once: the server's ``/tokenize`` if it answers, else words."""
@@ -238,24 +359,33 @@ class OpenAIBackend(Backend):
                     "%s: the server has no usable /tokenize (%s); truncating passages by words, an approximation "
                     "of the model's tokens (pass tokenizer= for exact truncation)",
                     self.name,
-                    err,
+                    redact(str(err)),
                 )
                 self._resolved_truncation = "words"
         return self._resolved_truncation
 
     # ------------------------------------------------------------------ Backend API
-    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """One completion per request, in order; at most ``concurrency`` requests in flight."""
-        if not requests:
-            return []
-        model = self.model_name
-        return self._run_all([self._chat(r, model) for r in requests])
+    def generate(self, requests: Sequence[ChatRequest], *, deadline: float | None = None) -> list[Completion]:
+        """One completion per request, in order; at most ``concurrency`` requests in flight.
 
-    async def agenerate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        ``deadline`` (a ``time.monotonic()`` instant): no request starts or runs past it; those cut come
+        back as ``Completion(error="deadline exceeded ...", status="skipped")``.
+        """
         if not requests:
             return []
-        model = await self.amodel_name()
-        return await self._arun_all([self._chat(r, model) for r in requests])
+        with self._lock:
+            model = self._run(self._model_or_failure(deadline))
+        if isinstance(model, Completion):
+            return [replace(model) for _ in requests]
+        return self._run_all([self._chat(r, model, deadline) for r in requests])
+
+    async def agenerate(self, requests: Sequence[ChatRequest], *, deadline: float | None = None) -> list[Completion]:
+        if not requests:
+            return []
+        model = self._model or await self._arun(self._model_or_failure(deadline))
+        if isinstance(model, Completion):
+            return [replace(model) for _ in requests]
+        return await self._arun_all([self._chat(r, model, deadline) for r in requests])
 
     def _truncation_mode(self) -> str:
         if self._resolved_truncation is None:
@@ -266,12 +396,11 @@ class OpenAIBackend(Backend):
     def _load_tokenizer(self) -> Any:
         if self._tokenizer is None:
             try:
-                from transformers import AutoTokenizer
+                self._tokenizer = load_tokenizer(self.tokenizer_name)
             except ImportError as err:
                 raise ImportError(
-                    "truncation with tokenizer= needs transformers: pip install 'reasonrank[transformers]'"
+                    "truncation with tokenizer= needs tokenizers or transformers: pip install 'reasonrank[transformers]'"
                 ) from err
-            self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
         return self._tokenizer
 
     def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
@@ -300,26 +429,31 @@ class OpenAIBackend(Backend):
     def count_tokens(self, text: str) -> int | None:
         mode = self._truncation_mode()
         if mode == "tokenizer":
-            return len(self._load_tokenizer()(text, add_special_tokens=False)["input_ids"])
+            encoded = self._load_tokenizer().encode(text, add_special_tokens=False)
+            return len(getattr(encoded, "ids", encoded))  # a tokenizers.Encoding, or a list of ids
         if mode == "server":
             return len(self._run(self._tokenize(text, self.model_name)))
         return None
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        # An AsyncClient can only be closed on its own loop; aclose() does that. Drop it here.
-        self._aclient = None
-        self._aclient_loop = None
+        """Close the sync client and thread pool, and each event loop's client where its loop allows."""
+        with self._lock:
+            client, self._client = self._client, None
+            executor, self._executor = self._executor, None
+            states = list(self._aclients.items())
+            self._aclients.clear()
+        if client is not None:
+            client.close()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        for loop, state in states:
+            close_on_its_loop(loop, state.keeper)
 
     async def aclose(self) -> None:
-        client, loop = self._aclient, self._aclient_loop
-        self._aclient = None
-        self._aclient_loop = None
-        if client is not None and loop is asyncio.get_running_loop():
-            await client.aclose()
+        state = self._aclients.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.keeper.aclose()
         self.close()
 
     async def __aenter__(self) -> OpenAIBackend:
@@ -329,4 +463,6 @@ class OpenAIBackend(Backend):
         await self.aclose()
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend(model={self._model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"
+        return (
+            f"OpenAIBackend(model={self._model!r}, base_url={redact(self.base_url)!r}, concurrency={self.concurrency})"
+        )

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from reasonrank.core.backends.base import Backend
+from reasonrank.core.backends.base import Backend, skipped_completion
 from reasonrank.core.prompts import render_prompt
 from reasonrank.core.truncation import truncate_with_tokenizer
 from reasonrank.core.types import ChatRequest, Completion, SamplingParams
@@ -194,7 +194,13 @@ class TransformersBackend(Backend):
         """The prompt text for one request: chat template + ftfy over the whole string."""
         return render_prompt(self.tokenizer, request.messages, **self.chat_template_kwargs)
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def generate(self, requests: Sequence[ChatRequest], *, deadline: float | None = None) -> list[Completion]:
+        """Generate in batches of similar length; each prompt is tokenized once.
+
+        ``deadline`` (a :func:`time.monotonic` instant): each batch gets the time left as ``max_time``
+        (generation stops there, the output so far is kept with ``finish_reason="length"``), and batches
+        not started by then come back as skipped completions.
+        """
         prompts = [self.render(r) for r in requests]
         out: list[Completion | None] = [None] * len(requests)
         groups: dict[SamplingParams, list[int]] = {}
@@ -202,24 +208,31 @@ class TransformersBackend(Backend):
             groups.setdefault(request.sampling, []).append(i)
         with self._lock, torch.inference_mode():
             for params, members in groups.items():
-                encoded = self.tokenizer([prompts[i] for i in members], add_special_tokens=False)["input_ids"]
-                lengths = {i: len(ids) for i, ids in zip(members, encoded)}
+                encoded = dict(zip(members, self._encode([prompts[i] for i in members])))
                 runnable = []
                 for i in members:
-                    error = self._context_error(lengths[i], params)
+                    error = self._context_error(len(encoded[i]), params)
                     if error:
-                        out[i] = Completion(prompt_tokens=lengths[i], error=error)
+                        out[i] = Completion(prompt_tokens=len(encoded[i]), error=error)
                     else:
                         runnable.append(i)
                 # Similar lengths together: less padding.
-                runnable.sort(key=lambda i: lengths[i])
+                runnable.sort(key=lambda i: len(encoded[i]))
                 # A seed makes each request reproducible on its own (as in vLLM), so seeded sampling runs
                 # one request per call: a batch would draw its rows from one shared random stream.
                 size = 1 if (not params.greedy and params.seed is not None) else self.batch_size
                 for chunk in _chunks(runnable, size):
-                    for i, completion in zip(chunk, self._generate_batch([prompts[i] for i in chunk], params)):
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        for i in chunk:
+                            out[i] = skipped_completion(f"{self.name} did not start this batch in time")
+                        continue
+                    for i, completion in zip(chunk, self._generate_batch([encoded[i] for i in chunk], params, left)):
                         out[i] = completion
         return [c if c is not None else Completion(error="not generated") for c in out]
+
+    def _encode(self, prompts: list[str]) -> list[list[int]]:
+        return self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
 
     def truncate(self, texts: Sequence[str], max_tokens: int) -> list[str]:
         return truncate_with_tokenizer(self.tokenizer, texts, max_tokens)
@@ -246,14 +259,19 @@ class TransformersBackend(Backend):
             )
         return None
 
-    def _generate_batch(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+    def _generate_batch(
+        self, prompts: list[list[int]], params: SamplingParams, max_time: float | None = None
+    ) -> list[Completion]:
+        """Generate for tokenized prompts (left-padded here, never tokenized again)."""
         if self.torch_model is None:
             raise RuntimeError("the backend is closed")
-        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = self.tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")
         inputs = {k: v.to(self.torch_model.device) for k, v in inputs.items()}
         config = generation_config_for(
             params, eos_token_id=self.eos_token_ids, pad_token_id=self.tokenizer.pad_token_id
         )
+        if max_time is not None:
+            config.max_time = max_time
         if not params.greedy and params.seed is not None:
             torch.manual_seed(params.seed)
         started = time.perf_counter()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from reasonrank.core.backends.base import Backend
+from reasonrank.core.backends.base import Backend, skipped_completion
 from reasonrank.core.prompts import render_prompt
 from reasonrank.core.truncation import truncate_with_tokenizer
 from reasonrank.core.types import ChatRequest, Completion, SamplingParams
@@ -140,10 +140,17 @@ class VLLMBackend(Backend):
             return None
 
     # ------------------------------------------------------------------ Backend API
-    def generate(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """One ``llm.generate`` for all requests (each with its own sampling parameters)."""
+    def generate(self, requests: Sequence[ChatRequest], *, deadline: float | None = None) -> list[Completion]:
+        """One ``llm.generate`` for all requests (each with its own sampling parameters).
+
+        The offline engine cannot stop inside a call, so ``deadline`` only skips the call when it has
+        already passed (every request comes back as a skipped completion); a call that starts in time runs
+        to its end. Bound the time of one call with ``max_new_tokens`` and the number of windows per round.
+        """
         if self.llm is None:
             raise RuntimeError("the backend is closed")
+        if deadline is not None and time.monotonic() >= deadline:
+            return [skipped_completion(f"{self.name} did not start the batch in time") for _ in requests]
         prompts = [self.render(r) for r in requests]
         out: list[Completion | None] = [None] * len(requests)
         runnable: list[int] = []

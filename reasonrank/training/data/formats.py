@@ -44,6 +44,12 @@ _ID_KEYS = ("id", "_id", "qid", "docid", "doc_id", "query_id", "pid")
 # A mapping file holds queries or passages: the query field, then the passage text fields, then "doc".
 _TEXT_KEYS = ("text", "query", *(f for f in TEXT_FIELDS if f != "text"), "doc")
 _ID_RE = re.compile(r"\[(\d+)\]")
+#: the fields of ``training_data_all.jsonl`` as the release documents them (all required)
+JSONL_FIELDS = ("dataset", "qid", "initial_list", "final_list", "reasoning", "relevant_docids")
+#: the alpaca columns of ``dataset_info.json`` (``reasonrank_sft-data``: prompt, response, system)
+ALPACA_FIELDS = ("instruction", "output", "system")
+#: the verl parquet's label lists, each a column or a key of ``extra_info``
+VERL_LISTS = ("initial_list", "final_list", "relevant_docids")
 
 
 def base_suffix(path: Path) -> str:
@@ -200,9 +206,9 @@ def _jsonl_record(line: str, where: str, queries: IdTexts, docs: IdTexts) -> Ran
         raise ValueError(f"invalid JSON ({err.msg})") from None
     if not isinstance(obj, dict):
         raise ValueError("expected a JSON object")
-    missing = [k for k in ("qid", "initial_list", "final_list") if k not in obj]
+    missing = [k for k in JSONL_FIELDS if k not in obj]
     if missing:
-        raise ValueError(f"missing field(s) {missing}")
+        raise ValueError(f"missing field(s) {missing} (the release documents {', '.join(JSONL_FIELDS)})")
     dataset = str(obj.get("dataset", ""))
     qid = str(obj["qid"])
     docids = _str_list(obj["initial_list"], "initial_list")
@@ -329,8 +335,11 @@ def load_alpaca(
     for i, row in enumerate(_read_alpaca_rows(path)):
         where = f"{path}[{i}]"
         try:
-            if not isinstance(row, dict) or "instruction" not in row or "output" not in row:
-                raise ValueError("an alpaca record needs 'instruction' and 'output'")
+            if not isinstance(row, dict):
+                raise ValueError(f"expected an object with {', '.join(ALPACA_FIELDS)}")
+            missing = [k for k in ALPACA_FIELDS if k not in row]
+            if missing:
+                raise ValueError(f"missing field(s) {missing} (dataset_info.json maps {', '.join(ALPACA_FIELDS)})")
             user = row["instruction"] + (("\n" + row["input"]) if row.get("input") else "")
             records.append(
                 _record_from_messages(user, output=row["output"], where=where, dataset=str(row.get("dataset", "")))
@@ -354,9 +363,10 @@ def _verl_record(row: dict[str, Any], where: str) -> RankingRecord:
     user = next((m["content"] for m in prompt if m.get("role") == "user"), None)
     if user is None:
         raise ValueError("'prompt' has no user message")
+    missing = [k for k in VERL_LISTS if _column(row, extra, k) is None]
+    if missing:
+        raise ValueError(f"missing field(s) {missing} (neither a column nor in extra_info)")
     initial, final = _column(row, extra, "initial_list"), _column(row, extra, "final_list")
-    if initial is None or final is None:
-        raise ValueError("missing initial_list/final_list (columns or extra_info)")
     record = _record_from_messages(
         user,
         output=None,

@@ -14,7 +14,7 @@ from typing import Any
 from reasonrank.integrations import adapter as ad
 
 try:
-    from haystack import Document, component, default_from_dict, default_to_dict
+    from haystack import Document, component, default_from_dict, default_to_dict, tracing
     from haystack.utils import Secret, deserialize_secrets_inplace
 except ImportError as err:
     raise ad.missing_extra(__name__, "haystack", err) from err
@@ -26,7 +26,7 @@ __all__ = ["ReasonRankRanker"]
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_API_KEY_ENV = ["REASONRANK_API_KEY", "OPENAI_API_KEY"]
+_DEFAULT_API_KEY_ENV = ["REASONRANK_API_KEY"]  # never another service's key (OPENAI_API_KEY) sent to this server
 # Haystack's top_k is the number of documents returned; the sampling setting top_k is sampling_top_k here.
 SETTINGS = ad.setting_specs({"top_k": "sampling_top_k"})
 _SECRETS = [s.name for s in SETTINGS if s.secret]
@@ -40,7 +40,7 @@ class ReasonRankRanker:
     Init parameters: ``model``; ``top_k``, Haystack's meaning: the most documents returned (``None``: all;
     overridable per run); every ``RerankerConfig`` setting under its own name and default, except the
     sampling ``top_k``, named ``sampling_top_k`` here; ``api_key`` is a ``Secret`` (default:
-    ``$REASONRANK_API_KEY`` or ``$OPENAI_API_KEY`` if set, openai backend only); ``include_reasoning``;
+    ``$REASONRANK_API_KEY`` if set, openai backend only); ``include_reasoning``;
     ``meta_fields_to_embed`` and ``embedding_separator`` (metadata prepended to the text the model reads);
     or a ready ``reranker=Reranker(...)`` (then ``to_dict`` raises). Settings are checked at construction;
     nothing is loaded until :meth:`warm_up` or the first run.
@@ -48,7 +48,9 @@ class ReasonRankRanker:
     Returns copies (``dataclasses.replace``; inputs never mutated) with a rank-derived, strictly decreasing
     ``score`` ``1 / (rank + 1)``; metadata gains ``retrieval_score`` (the input score, if any),
     ``reasonrank_rank`` and, with ``include_reasoning``, ``reasonrank_reasoning``. Documents without text
-    follow the ranked ones in input order; duplicate ids are kept.
+    follow the ranked ones in input order; duplicate ids are kept. The ``meta`` output holds
+    ``{"usage": {...tokens}, "complete": bool, "calls": n}``; the same usage is set as tags on the
+    component's tracing span, with a child span per model call.
     """
 
     def __init__(self, model: str | None = None, top_k: int | None = 10, **kwargs: Any) -> None:
@@ -102,7 +104,9 @@ class ReasonRankRanker:
                 "create it with the settings instead (model=, backend=, base_url=, window_size=, ...)"
             )
         names = [name for name in _SIGNATURE.parameters if name not in ("self", "reranker")]
-        return default_to_dict(self, **{name: getattr(self, name) for name in names})  # a token Secret raises
+        params = {name: getattr(self, name) for name in names}
+        params["backend_kwargs"] = ad.serializable_backend_kwargs(self.backend_kwargs)  # without headers
+        return default_to_dict(self, **params)  # a token Secret raises
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReasonRankRanker:
@@ -110,28 +114,43 @@ class ReasonRankRanker:
         deserialize_secrets_inplace(data["init_parameters"], keys=_SECRETS)
         return default_from_dict(cls, data)
 
-    @component.output_types(documents=list[Document])
-    def run(self, query: str, documents: list[Document], top_k: int | None = None) -> dict[str, list[Document]]:
-        """Rerank ``documents`` for ``query``; returns ``{"documents": [...]}``, best first, at most ``top_k``.
+    @component.output_types(documents=list[Document], meta=dict[str, Any])
+    def run(
+        self, query: str, documents: list[Document], top_k: int | None = None, deadline: float | None = None
+    ) -> dict[str, Any]:
+        """Rerank ``documents`` for ``query``: ``{"documents": [...], "meta": {...}}``, at most ``top_k``.
+
+        ``deadline`` (seconds) overrides the ``deadline`` setting for this run; when it cuts windows,
+        ``meta["complete"]`` is False and the order found so far is returned.
 
         :raises ValueError: on an empty query or a ``top_k`` below 1.
         """
         query, docs, top, texts, indices = self._prepare(query, documents, top_k)
         if len(texts) > 1:
             self.warm_up()  # a no-op once warm (Haystack pipelines call it before each run)
-        ranking = self._core.rerank(query, texts, None, reasoning=self.include_reasoning)
-        return {"documents": self._finish(docs, ranking.items, indices, top)}
+        ranking = self._core.rerank(query, texts, None, reasoning=self.include_reasoning, deadline=deadline)
+        return self._output(docs, ranking, indices, top)
 
-    @component.output_types(documents=list[Document])
+    @component.output_types(documents=list[Document], meta=dict[str, Any])
     async def run_async(
-        self, query: str, documents: list[Document], top_k: int | None = None
-    ) -> dict[str, list[Document]]:
+        self, query: str, documents: list[Document], top_k: int | None = None, deadline: float | None = None
+    ) -> dict[str, Any]:
         """Async :meth:`run`: the model calls are awaited natively (no worker thread)."""
         query, docs, top, texts, indices = self._prepare(query, documents, top_k)
         if len(texts) > 1:
             await self.warm_up_async()
-        ranking = await self._core.arerank(query, texts, None, reasoning=self.include_reasoning)
-        return {"documents": self._finish(docs, ranking.items, indices, top)}
+        ranking = await self._core.arerank(query, texts, None, reasoning=self.include_reasoning, deadline=deadline)
+        return self._output(docs, ranking, indices, top)
+
+    def _output(self, docs: list[Document], ranking: ad.Ranking, indices: list[int], top: int | None) -> dict:
+        """The run's outputs; usage goes on the current tracing span, each model call as a child span."""
+        span = tracing.tracer.current_span()
+        if span is not None and ranking.result is not None:
+            span.set_tags(ranking.span_tags())
+            for call in ranking.calls:
+                with tracing.tracer.trace("reasonrank.window", call.span_tags(self._core.model_name), span):
+                    pass  # reported after the call returned: the span carries its seconds as a tag
+        return {"documents": self._finish(docs, ranking.items, indices, top), "meta": ranking.meta()}
 
     def _prepare(self, query: str, documents: list[Document], top_k: int | None) -> tuple:
         """Check the inputs; the passages the model reads and the input index of each."""

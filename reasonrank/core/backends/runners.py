@@ -1,0 +1,231 @@
+"""The I/O of :mod:`reasonrank.core.backends.http`: runners that make an exchange's requests, and async clients per loop.
+
+:func:`run` and :func:`arun` bound every request by wall-clock time (``Call.timeout``, cut to
+``Call.deadline``), not per read, and read the body as a stream that stops at ``Call.max_bytes``.
+An async client belongs to one event loop; :class:`LoopClient` keeps it with that loop's
+concurrency limit and closes it when the loop shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from reasonrank.core.backends.http import Call, DeadlineExceeded, ResponseTooLarge, Sleep, Steps
+
+__all__ = ["LoopClient", "arequest", "arun", "close_at_loop_shutdown", "close_on_its_loop", "request", "run"]
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------- runners (the only I/O)
+def _timeouts(call: Call, seconds: float | None) -> httpx.Timeout:
+    connect = call.connect_timeout if seconds is None else min(call.connect_timeout or seconds, seconds)
+    return httpx.Timeout(seconds, connect=connect)
+
+
+def _timed_out(seconds: float | None) -> httpx.ReadTimeout:
+    return httpx.ReadTimeout(f"no complete response within {seconds:.3g} s (the total time allowed per request)")
+
+
+def _check_length(response: httpx.Response, max_bytes: int) -> None:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes and not response.headers.get("Content-Encoding"):
+        raise ResponseTooLarge(f"response body of {declared} bytes is over max_response_bytes={max_bytes}")
+
+
+class _Body:
+    """A body read as a stream: stops past ``max_bytes`` or once ``seconds`` since ``started`` are gone."""
+
+    def __init__(self, max_bytes: int, started: float, seconds: float | None) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.max_bytes = max_bytes
+        self.ends = None if seconds is None else started + seconds
+        self.seconds = seconds
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise ResponseTooLarge(f"response body over max_response_bytes={self.max_bytes}")
+        self.chunks.append(chunk)
+        if self.ends is not None and time.perf_counter() > self.ends:
+            raise _timed_out(self.seconds)
+
+    def response(self, streamed: httpx.Response) -> httpx.Response:
+        """A complete response with the (decoded) body read."""
+        headers = [
+            (k, v)
+            for k, v in streamed.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            streamed.status_code, headers=headers, content=b"".join(self.chunks), request=streamed.request
+        )
+
+
+class _Watchdog:
+    """Shuts a response's socket down when its time is up, so that a stalled body read returns (sync path)."""
+
+    def __init__(self, response: httpx.Response, ends: float | None) -> None:
+        stream = response.extensions.get("network_stream")
+        self._socket = stream.get_extra_info("socket") if stream is not None else None
+        self._ends = ends
+        self._lock = threading.Lock()
+        self._done = False
+        self.fired = False
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> _Watchdog:
+        if self._socket is not None and self._ends is not None:
+            self._timer = threading.Timer(max(self._ends - time.perf_counter(), 0.0), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._lock:
+            self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+
+def _read_sync(response: httpx.Response, body: _Body) -> None:
+    _check_length(response, body.max_bytes)
+    with _Watchdog(response, body.ends) as watchdog:
+        try:
+            for chunk in response.iter_bytes():
+                body.add(chunk)
+        except httpx.HTTPError:
+            if watchdog.fired:
+                raise _timed_out(body.seconds) from None
+            raise
+
+
+def request(client: httpx.Client, call: Call) -> tuple[httpx.Response | Exception, float]:
+    """Make one request with a sync client: bounded in time and size, never raising for its outcome."""
+    seconds = call.seconds()
+    if seconds is not None and seconds <= 0:
+        return DeadlineExceeded("the deadline passed before the request could start"), 0.0
+    started = time.perf_counter()
+    body = _Body(call.max_bytes, started, seconds)
+    try:
+        with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, seconds)) as response:
+            _read_sync(response, body)
+        result: httpx.Response | Exception = body.response(response)
+    except (httpx.HTTPError, ResponseTooLarge) as err:
+        result = err
+    return result, time.perf_counter() - started
+
+
+async def _aread(client: httpx.AsyncClient, call: Call, body: _Body, seconds: float | None) -> httpx.Response:
+    async with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, seconds)) as response:
+        _check_length(response, body.max_bytes)
+        async for chunk in response.aiter_bytes():
+            body.add(chunk)
+    return body.response(response)
+
+
+async def arequest(
+    client: httpx.AsyncClient, call: Call, limit: asyncio.Semaphore | None = None
+) -> tuple[httpx.Response | Exception, float]:
+    """Make one request with an async client, holding ``limit`` while it is in flight."""
+    async with limit or contextlib.nullcontext():
+        seconds = call.seconds()
+        if seconds is not None and seconds <= 0:
+            return DeadlineExceeded("the deadline passed before the request could start"), 0.0
+        started = time.perf_counter()
+        body = _Body(call.max_bytes, started, seconds)
+        try:
+            async with asyncio.timeout(seconds):
+                result: httpx.Response | Exception = await _aread(client, call, body, seconds)
+        except TimeoutError:
+            result = _timed_out(seconds)
+        except (httpx.HTTPError, ResponseTooLarge) as err:
+            result = err
+        return result, time.perf_counter() - started
+
+
+def run(steps: Steps[T], client: httpx.Client) -> T:
+    """Run an exchange with a sync client."""
+    reply = None
+    try:
+        while True:
+            action = steps.send(reply)
+            if isinstance(action, Sleep):
+                time.sleep(action.seconds)
+                reply = None
+            else:
+                reply = request(client, action)
+    except StopIteration as done:
+        return done.value
+
+
+async def arun(steps: Steps[T], client: httpx.AsyncClient, limit: asyncio.Semaphore | None = None) -> T:
+    """Run an exchange with an async client; ``limit`` is held while a request is in flight, not while sleeping."""
+    reply = None
+    try:
+        while True:
+            action = steps.send(reply)
+            if isinstance(action, Sleep):
+                await asyncio.sleep(action.seconds)
+                reply = None
+            else:
+                reply = await arequest(client, action, limit)
+    except StopIteration as done:
+        return done.value
+
+
+# ---------------------------------------------------------------------- async clients per event loop
+@dataclass
+class LoopClient:
+    """The async client and the concurrency limit of one event loop."""
+
+    client: httpx.AsyncClient
+    limit: asyncio.Semaphore
+    keeper: AsyncGenerator[None, None]
+
+
+async def close_at_loop_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Started once on its loop, this generator is closed by ``loop.shutdown_asyncgens()`` (``asyncio.run``)."""
+    try:
+        yield
+    finally:
+        await client.aclose()
+
+
+def close_on_its_loop(loop: asyncio.AbstractEventLoop, keeper: AsyncGenerator[None, None]) -> None:
+    """Close a loop's client from outside it, where that loop still allows it."""
+    if loop.is_closed():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        task = loop.create_task(keeper.aclose())
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+    elif loop.is_running():
+        loop.call_soon_threadsafe(lambda: close_on_its_loop(loop, keeper))
+    else:
+        loop.run_until_complete(keeper.aclose())
+
+
+_CLOSING: set[asyncio.Task] = set()

@@ -1,0 +1,216 @@
+"""The async engine: each query's windows go out as soon as they are ready, under one limit per backend.
+
+A query's next window starts when its own previous round returns, not when every query's round does
+(:func:`run_call` steps each query's plan in its own task). Windows reach the backend through one
+:class:`Dispatcher` per backend and event loop, which holds the backend's limit: ``backend.concurrency``
+single-window requests in flight for an HTTP backend, or one batch at a time (every window ready by
+then) for a local backend that batches (``concurrency`` None). A deadline or a fatal error cancels
+the call's windows in flight; they are traced as skipped and their order is kept.
+
+Imported on the first async call, so ``import reasonrank`` does not import asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from reasonrank.core.backends.base import Backend, accepts_deadline
+from reasonrank.core.driver import DEADLINE, CallState, QueryState
+from reasonrank.core.types import BackendError, ChatRequest, Completion
+
+if TYPE_CHECKING:
+    from reasonrank.core.reranker import Reranker
+
+__all__ = ["Dispatcher", "dispatcher_for", "run_call"]
+
+
+@dataclass(eq=False)
+class _Item:
+    request: ChatRequest
+    deadline: float | None
+    future: asyncio.Future
+    batch: list[_Item] = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+
+class Dispatcher:
+    """Sends windows to one backend on one event loop, at most ``slots`` calls at a time.
+
+    ``max_batch`` windows go in one ``agenerate`` call (1 for HTTP backends, every ready window for
+    local ones). A submitted window that is cancelled leaves the queue; a call whose windows were all
+    cancelled is cancelled too (its HTTP request is dropped).
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        concurrency = getattr(backend, "concurrency", None)
+        independent = isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1
+        self.slots: int = concurrency if independent else 1  # type: ignore[assignment]
+        self.max_batch: int | None = 1 if independent else None
+        self.running = 0
+        self._queue: deque[_Item] = deque()
+        self._pump_due = False
+        self._with_deadline = accepts_deadline(backend.agenerate)
+
+    def submit(self, request: ChatRequest, deadline: float | None) -> asyncio.Future:
+        """A future of the window's :class:`Completion`; cancel it to withdraw the window."""
+        item = _Item(request, deadline, asyncio.get_running_loop().create_future())
+        item.future.add_done_callback(lambda _: self._withdrawn(item))
+        self._queue.append(item)
+        if not self._pump_due:  # on the next turn of the loop: the windows submitted together go together
+            self._pump_due = True
+            asyncio.get_running_loop().call_soon(self._pump)
+        return item.future
+
+    def _pump(self) -> None:
+        self._pump_due = False
+        loop = asyncio.get_running_loop()
+        while self.running < self.slots and self._queue:
+            batch: list[_Item] = []
+            while self._queue and (self.max_batch is None or len(batch) < self.max_batch):
+                item = self._queue.popleft()
+                if not item.future.done():
+                    batch.append(item)
+            if not batch:
+                return
+            self.running += 1
+            task = loop.create_task(self._run(batch))
+            for item in batch:
+                item.batch, item.task = batch, task
+
+    def _withdrawn(self, item: _Item) -> None:
+        if item.future.cancelled() and item.task is not None and all(i.future.done() for i in item.batch):
+            item.task.cancel()
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            completions = await self._generate([item.request for item in batch], _batch_deadline(batch))
+            if len(completions) != len(batch):
+                raise BackendError(f"backend returned {len(completions)} outputs for {len(batch)} windows")
+            for item, completion in zip(batch, completions):
+                if not item.future.done():
+                    item.future.set_result(completion)
+        except asyncio.CancelledError:
+            for item in batch:
+                item.future.cancel()
+            raise
+        except Exception as err:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(err)
+        finally:
+            self.running -= 1
+            self._pump()
+
+    async def _generate(self, requests: list[ChatRequest], deadline: float | None) -> list[Completion]:
+        if deadline is not None and self._with_deadline:
+            return await self.backend.agenerate(requests, deadline=deadline)
+        return await self.backend.agenerate(requests)
+
+
+def _batch_deadline(batch: Sequence[_Item]) -> float | None:
+    """The latest deadline of a batch (None when any window has none): nobody's window is cut early."""
+    deadlines = [item.deadline for item in batch]
+    return None if any(d is None for d in deadlines) else max(deadlines)  # type: ignore[type-var]
+
+
+def dispatcher_for(backend: Backend) -> Dispatcher:
+    """The dispatcher of ``backend`` on the running event loop (made on first use)."""
+    loop = asyncio.get_running_loop()
+    registry = backend.__dict__.get("_dispatchers")
+    if registry is None:
+        registry = backend.__dict__.setdefault("_dispatchers", weakref.WeakKeyDictionary())
+    dispatcher = registry.get(loop)
+    if dispatcher is None:
+        dispatcher = registry[loop] = Dispatcher(backend)
+    return dispatcher
+
+
+# ---------------------------------------------------------------------- one call
+async def run_call(reranker: Reranker, call: CallState) -> None:
+    """Run every query of ``call`` to its end, each on its own; stop all at the deadline or a fatal error."""
+    loop = asyncio.get_running_loop()
+    in_flight: set[asyncio.Future] = set()
+
+    def cancel_in_flight() -> None:
+        for future in list(in_flight):
+            future.cancel()
+
+    call.on_stop = cancel_in_flight
+    timer = None
+    if call.deadline is not None:
+        timer = loop.call_later(call.remaining() or 0.0, call.stop, DEADLINE)
+    tasks = [loop.create_task(_run_query(reranker, call, query, in_flight)) for query in call.queries]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        call.on_stop = None
+        cancel_in_flight()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_flight: set) -> None:
+    """Step one query's plan: send its ready windows, read each as it returns, then the next round."""
+    while windows := query.plan.pending():
+        if not call.stopped and call.expired():
+            call.stop(DEADLINE)
+        if call.stopped:
+            call.skip(query, windows)
+            return
+        requests = reranker._requests(query, windows)
+        futures = [asyncio.ensure_future(_window(reranker, call, request)) for request in requests]
+        in_flight.update(futures)
+        position = {future: k for k, future in enumerate(futures)}
+        rankings: list[list[int] | None] = [None] * len(windows)
+        pending: set[Any] = set(futures)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    k = position[future]
+                    rankings[k] = _read(reranker, call, query, windows[k], requests[k], future)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            in_flight.difference_update(futures)
+        query.finish_round(rankings)
+
+
+def _read(reranker: Reranker, call: CallState, query: QueryState, window: list[int], request: ChatRequest,
+          future: asyncio.Future) -> list[int] | None:  # fmt: skip
+    """Read one returned (or cancelled) window into the query's traces; stop the call on a fatal error."""
+    if future.cancelled():
+        completion = Completion(error=call.skip_reason(), status="skipped")
+    else:
+        completion = future.result()  # a backend exception ends the call
+    local, trace = reranker._read(query, window, request, completion)
+    call.record(query, trace)
+    if completion.fatal and completion.error is not None:
+        call.stop(completion.error, fatal=True)
+    return local
+
+
+async def _window(reranker: Reranker, call: CallState, request: ChatRequest) -> Completion:
+    """One window: from the cache, else from the backend through its dispatcher (then stored)."""
+    key = await reranker._acache_key(request)
+    if key is not None:
+        cached = await reranker._acache_get(key)
+        if cached is not None:
+            return cached
+    completion = await dispatcher_for(reranker.backend).submit(request, call.deadline)
+    if key is not None:
+        await reranker._acache_set(key, completion)
+    return completion

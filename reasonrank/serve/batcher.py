@@ -2,8 +2,9 @@
 
 Requests wait a few milliseconds (``max_wait``) for company, up to ``max_batch`` of them, then go to
 one :meth:`~reasonrank.Reranker.arerank_batch` call, which sends the ready windows of all of them to
-the backend together at every round. Only requests with the same deadline share a call. At most
-``max_queue`` requests are admitted (waiting or running); beyond that :class:`QueueFull` is raised at
+the backend together at every round. Only requests with the same deadline share an ``arerank_batch``
+call (the core's dispatcher still sends the ready windows of concurrent calls in one backend call). At
+most ``max_queue`` requests are admitted (waiting or running); beyond that :class:`QueueFull` is raised at
 once, so the service answers 429 instead of growing a backlog.
 """
 

@@ -31,16 +31,28 @@ async def test_concurrent_requests_share_one_backend_call_per_round():
     assert batcher.admitted == 0
 
 
-async def test_only_requests_with_the_same_deadline_share_a_call():
+async def test_requests_with_different_deadlines_run_as_separate_calls_but_share_backend_rounds():
     reranker, backend = _reranker()
     batcher = MicroBatcher(reranker, max_batch=4, max_wait=30.0)
+    seen: list[float | None] = []
+    arerank_batch = reranker.arerank_batch
+
+    async def recording(queries, passages, **options):
+        seen.append(options.get("deadline"))
+        return await arerank_batch(queries, passages, **options)
+
+    reranker.arerank_batch = recording  # type: ignore[method-assign]
     try:
-        await asyncio.gather(
+        results = await asyncio.gather(
             *(batcher.submit(q, DOCS, deadline=None if i < 2 else 100.0) for i, q in enumerate(QUERIES))
         )
     finally:
         await batcher.close()
-    assert sorted(len(call) for call in backend.calls) == [2, 2]
+    # One arerank_batch per deadline group, each with its own budget ...
+    assert len(seen) == 2 and seen.count(None) == 1 and 99.0 < max(s or 0 for s in seen) <= 100.0
+    # ... while the core's dispatcher still sends every ready window of both calls in one backend call.
+    assert [len(call) for call in backend.calls] == [4]
+    assert [r.order for r in results] == [lexical_ranking(q, DOCS) for q in QUERIES]
 
 
 async def test_admission_is_bounded():

@@ -38,9 +38,13 @@ def main() -> None:
     qids = ds.qids[: args.queries]
     queries = [ds.queries[q] for q in qids]
     candidates = [[c.passage() for c in ds.candidates[q]] for q in qids]
-    print(f"{args.dataset}: {len(qids)} queries x {len(candidates[0])} candidates; "
-          f"{args.latency:.2f} s per window at the server; concurrency {args.concurrency}\n")
-    print(f"{'strategy':11s} {'queries':10s} {'calls/q':>7s} {'rounds':>6s} {'wall s':>7s} {'s/query':>7s} {'nDCG@10':>8s}")
+    print(
+        f"{args.dataset}: {len(qids)} queries x {len(candidates[0])} candidates; "
+        f"{args.latency:.2f} s per window at the server; concurrency {args.concurrency}\n"
+    )
+    print(
+        f"{'strategy':11s} {'queries':10s} {'calls/q':>7s} {'rounds':>6s} {'wall s':>7s} {'s/query':>7s} {'nDCG@10':>8s}"
+    )
     baseline = None
     with RankingServer(latency=args.latency) as server:
         for strategy in ("sliding", "tournament"):
@@ -61,8 +65,10 @@ def main() -> None:
                 rounds = max(r.rounds for r in results) if batched else sum(r.rounds for r in results)
                 baseline = baseline or wall
                 label = "together" if batched else "one by one"
-                print(f"{strategy:11s} {label:10s} {calls:7.1f} {rounds:6d} {wall:7.2f} {wall / len(qids):7.3f} "
-                      f"{ndcg:8.4f}   x{baseline / wall:.1f} vs sliding one by one")
+                print(
+                    f"{strategy:11s} {label:10s} {calls:7.1f} {rounds:6d} {wall:7.2f} {wall / len(qids):7.3f} "
+                    f"{ndcg:8.4f}   x{baseline / wall:.1f} vs sliding one by one"
+                )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--base-url", required=True, help="e.g. https://api.deepseek.com/v1 or http://localhost:8000/v1"
     )
     teacher.add_argument("--model", required=True, help="teacher model name, e.g. deepseek-reasoner")
-    teacher.add_argument("--api-key", default=None, help="default: $REASONRANK_API_KEY or $OPENAI_API_KEY")
+    teacher.add_argument("--api-key", default=None, help="default: $REASONRANK_API_KEY")
     teacher.add_argument("--concurrency", type=int, default=8, help="queries (and requests) in flight (default 8)")
     teacher.add_argument("--max-new-tokens", type=int, default=8192, help="per teacher answer (default 8192)")
     teacher.add_argument("--temperature", type=float, default=0.6, help="default 0.6 (DeepSeek-R1's advice)")
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         price_out=args.price_out,
     )
     queries, corpus = _load(args)
-    api_key = args.api_key or os.environ.get("REASONRANK_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    api_key = args.api_key or os.environ.get("REASONRANK_API_KEY")  # never another service's key
     report = synthesize(
         queries,
         corpus,

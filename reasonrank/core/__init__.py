@@ -4,7 +4,7 @@ from reasonrank.core.backends import Backend, make_backend
 from reasonrank.core.config import RerankerConfig, default_sampling
 from reasonrank.core.parsing import ParsedAnswer, parse_ranking, parse_response
 from reasonrank.core.passages import prepare_passages
-from reasonrank.core.prompts import PromptMode, build_messages, prepare_passage
+from reasonrank.core.prompts import PromptMode, build_messages
 from reasonrank.core.reranker import Reranker
 from reasonrank.core.types import (
     BackendError,
@@ -36,7 +36,7 @@ __all__ = [
     "make_backend",
     "parse_ranking",
     "parse_response",
-    "prepare_passage",
+    "prepare_passages",
     "prepare_passages",
     "sliding_windows",
 ]

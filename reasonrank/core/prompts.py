@@ -7,7 +7,7 @@ Strings come from the authors' ``listwise_prompt_r1.toml`` and ``utils.add_prefi
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from enum import Enum
 from functools import lru_cache
 from typing import Any, Literal
@@ -21,8 +21,6 @@ __all__ = [
     "ANSWER_PATTERN",
     "build_messages",
     "normalize_query",
-    "finish_passage",
-    "prepare_passage",
     "render_prompt",
     "fix_text",
     "prefix_prompt",
@@ -222,31 +220,3 @@ def render_prompt(tokenizer: Any, messages: list[dict[str, str]], **template_kwa
     """Render with the model's chat template and run ftfy over the whole string, as the authors do."""
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **template_kwargs)
     return fix_text(text)
-
-
-# ---------------------------------------------------------------------- kept for callers being migrated
-# The passage steps live in reasonrank.core.passages; these names stay here until every caller imports
-# them from there. Resolved lazily: passages imports fix_text from this module.
-def __getattr__(name: str) -> Any:
-    if name in ("clean_passage", "passage_text"):
-        from reasonrank.core import passages
-
-        return getattr(passages, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def finish_passage(content: str) -> str:
-    """Kept for callers being migrated: :func:`reasonrank.core.passages.escape_ids`."""
-    from reasonrank.core.passages import escape_ids
-
-    return escape_ids(content)
-
-
-def prepare_passage(passage: str | Mapping[str, Any], truncate: Callable[[str], str] | None = None) -> str:
-    """Kept for callers being migrated: one passage through :func:`reasonrank.core.passages.prepare_passages`."""
-    from reasonrank.core.passages import prepare_passages
-
-    def each(texts: list[str], _max_tokens: int) -> list[str]:
-        return [truncate(t) for t in texts]  # type: ignore[misc]
-
-    return prepare_passages([passage], each if truncate else None, max_tokens=0)[0]

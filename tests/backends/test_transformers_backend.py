@@ -12,7 +12,8 @@ import pytest
 from reasonrank import Reranker
 from reasonrank.core.backends import make_backend
 from reasonrank.core.backends.transformers import TransformersBackend, generation_config_for
-from reasonrank.core.prompts import build_messages, prepare_passage
+from reasonrank.core.passages import prepare_passages
+from reasonrank.core.prompts import build_messages
 from reasonrank.core.types import ChatRequest, SamplingParams
 
 QUERY = "Why does ice float on water?"
@@ -64,7 +65,7 @@ def test_smollm2_rerank_end_to_end(smollm2_backend, monkeypatch):
 
     # The prompt is the model's own chat template over build_messages, then ftfy over the whole string.
     tokenizer = smollm2_backend.tokenizer
-    contents = [prepare_passage(p, lambda t: smollm2_backend.truncate([t], 512)[0]) for p in PASSAGES]
+    contents = prepare_passages(PASSAGES, smollm2_backend.truncate, 512)
     messages = build_messages(QUERY, contents)
     expected = ftfy.fix_text(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     (request,) = calls[0]

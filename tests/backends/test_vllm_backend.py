@@ -215,7 +215,7 @@ def test_missing_vllm_is_a_clear_import_error(monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "reasonrank\[vllm\]"'):
         VLLMBackend("liuwenhan/reasonrank-7B")
     with pytest.raises(ImportError, match="GPU"):
-        Reranker("liuwenhan/reasonrank-7B", backend="vllm").backend
+        _ = Reranker("liuwenhan/reasonrank-7B", backend="vllm").backend
 
 
 def test_module_imports_without_vllm(monkeypatch):

@@ -201,7 +201,10 @@ def dead_port() -> int:
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_a_dead_server_costs_one_windows_retries_not_nine(mode, caplog):
     options = dict(on_error="keep", max_retries=2, backoff=0.01, max_passage_tokens=None)
-    with Reranker("m", base_url=f"http://127.0.0.1:{dead_port()}/v1", **options) as rr, caplog.at_level(logging.WARNING):
+    with (
+        Reranker("m", base_url=f"http://127.0.0.1:{dead_port()}/v1", **options) as rr,
+        caplog.at_level(logging.WARNING),
+    ):
         if mode == "sync":
             res = rr.rerank("q", scored(RELEVANCE))
         else:

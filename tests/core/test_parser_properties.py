@@ -20,9 +20,7 @@ PADDED_IDS = st.tuples(st.integers(1, 5000), st.integers(1, 9)).map(lambda z: "[
 REPEATED_TAG = st.tuples(st.sampled_from(TAGS + ["[1] > ", "<think><answer>"]), st.integers(1, 3000)).map(
     lambda t: t[0] * t[1]
 )
-OUTPUTS = st.lists(st.one_of(PIECES, HUGE_IDS, PADDED_IDS, REPEATED_TAG, st.text(max_size=6)), max_size=30).map(
-    "".join
-)
+OUTPUTS = st.lists(st.one_of(PIECES, HUGE_IDS, PADDED_IDS, REPEATED_TAG, st.text(max_size=6)), max_size=30).map("".join)
 
 
 def assert_permutation(text, n):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reasonrank.core import prompts
-from reasonrank.core.passages import clean_passage, passage_text, prepare_passages
+from reasonrank.core.passages import clean_passage, escape_ids, passage_text, prepare_passages
 from reasonrank.core.prompts import PromptMode, build_messages, fix_text, render_prompt
 
 SYSTEM_REASONING = (
@@ -70,9 +70,6 @@ def test_passage_brackets_become_parentheses_after_truncation():
     assert prepare_passages(["  see [3] and [12]  "]) == ["see (3) and (12)"]
     cut = prepare_passages(["one [2] three four"], lambda texts, n: [" ".join(t.split()[:n]) for t in texts], 2)
     assert cut == ["one (2)"]
-    # the names kept in prompts for callers being migrated give the same
-    assert prompts.prepare_passage("one [2] three four", lambda t: " ".join(t.split()[:2])) == "one (2)"
-    assert prompts.finish_passage("[4]") == "(4)" and prompts.clean_passage is clean_passage
 
 
 def test_ftfy_on_passages_and_final_pass_without_html_unescape():
@@ -218,7 +215,7 @@ def test_every_dl19_window_prompt_equals_the_whole_message_fix(max_tokens):
         contents = prepare_passages([c["text"] for c in row["candidates"]], words, max_tokens)
         # the old path: clean with ftfy itself, truncate, escape
         cleaned = [ftfy.fix_text(c["text"].strip()) for c in row["candidates"]]
-        expected = [prompts.finish_passage(t) for t in (words(cleaned, max_tokens) if max_tokens else cleaned)]
+        expected = [escape_ids(t) for t in (words(cleaned, max_tokens) if max_tokens else cleaned)]
         assert contents == expected
         for start in range(80, -1, -10):  # the sliding windows of 100 candidates
             window = contents[start : start + 20]
@@ -358,5 +355,5 @@ def test_long_passages_cut_early_give_the_contents_of_the_whole_text(bpe_tokeniz
         (partial(truncate_with_tokenizer, bare), whole_text_tokens),
         (words, words),
     ]:
-        expected = [prompts.finish_passage(t) for t in old([ftfy.fix_text(r.strip()) for r in raw], max_tokens)]
+        expected = [escape_ids(t) for t in old([ftfy.fix_text(r.strip()) for r in raw], max_tokens)]
         assert prepare_passages(raw, new, max_tokens) == expected

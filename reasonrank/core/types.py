@@ -120,7 +120,7 @@ class Usage:
         return Usage(*(a + b for a, b in zip(astuple(self), astuple(other))))
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {**asdict(self), "total_tokens": self.total_tokens}
 
 
 @dataclass

@@ -1,53 +1,12 @@
-"""What reranking a dataset cost, window by window: statuses, usage, planned windows, trace lines.
-
-Works with results that carry ``RerankResult.usage`` and ``WindowTrace.status`` and with results that
-do not (their usage is then counted from the window traces).
-"""
+"""What reranking a dataset costs: planned windows, trace lines, token cost."""
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from reasonrank.core.types import Usage
-
-__all__ = ["window_status", "result_usage", "planned_windows", "takes_keyword", "trace_line", "token_cost"]
-
-
-def window_status(window: Any) -> str:
-    """``"ok"``, ``"repaired"``, ``"failed"`` or ``"skipped"``: what happened to one window."""
-    status = getattr(window, "status", None)
-    if status in ("failed", "skipped"):
-        return status
-    if window.error is not None:
-        return "failed"
-    return "repaired" if status == "repaired" or window.repairs else "ok"
-
-
-def _usage_from_windows(windows: list[Any]) -> Usage:
-    usage = Usage()
-    for window in windows:
-        status = window_status(window)
-        if status == "skipped":
-            usage.skipped_windows += 1
-        elif getattr(window, "cached", False):
-            usage.cached_calls += 1
-        else:
-            usage.calls += 1
-            usage.failed_calls += status == "failed"
-            usage.prompt_tokens += window.prompt_tokens or 0
-            usage.completion_tokens += window.completion_tokens or 0
-    return usage
-
-
-def result_usage(result: Any) -> Usage:
-    """``result.usage``, or the same counted from ``result.windows`` when the result carries none."""
-    usage = getattr(result, "usage", None)
-    if usage is not None and (usage.calls or usage.cached_calls or usage.skipped_windows or not result.windows):
-        return usage
-    return _usage_from_windows(result.windows)
+__all__ = ["planned_windows", "trace_line", "token_cost"]
 
 
 def planned_windows(strategy: Any, n: int) -> int:
@@ -58,15 +17,6 @@ def planned_windows(strategy: Any, n: int) -> int:
         count += len(pending)
         plan.apply([list(range(len(window))) for window in pending])
     return count
-
-
-def takes_keyword(function: Callable[..., Any], name: str) -> bool:
-    """Whether ``function`` accepts the keyword argument ``name``."""
-    try:
-        parameters = inspect.signature(function).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def trace_line(record: Mapping[str, Any]) -> str:

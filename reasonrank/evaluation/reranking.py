@@ -14,11 +14,8 @@ from typing import IO, Any
 
 from reasonrank.evaluation.accounting import (
     planned_windows,
-    result_usage,
-    takes_keyword,
     token_cost,
     trace_line,
-    window_status,
 )
 from reasonrank.evaluation.datasets import Candidate, Dataset
 from reasonrank.evaluation.io import check_tag, write_ranking
@@ -117,8 +114,8 @@ class RerankedRun:
         """
         failed = skipped = 0
         for result in results:
-            usage = result_usage(result)
-            statuses = [window_status(w) for w in result.windows]
+            usage = result.usage
+            statuses = [w.status for w in result.windows]
             for name in ("calls", "cached_calls", "prompt_tokens", "completion_tokens"):
                 setattr(self, name, getattr(self, name) + getattr(usage, name))
             self.windows += len(statuses) - statuses.count("skipped") + usage.skipped_windows
@@ -130,7 +127,7 @@ class RerankedRun:
                 complete = not usage.skipped_windows and "failed" not in statuses
             self.incomplete_queries += not complete
             if self.first_error is None:
-                self.first_error = next((w.error for w in result.windows if window_status(w) == "failed"), None)
+                self.first_error = next((w.error for w in result.windows if w.status == "failed"), None)
         self.failed_windows += failed
         self.skipped_windows += skipped
         self.error_windows += failed + (skipped if failed else 0)
@@ -157,7 +154,7 @@ class _WindowProgress:
             self._bar.update(1)
 
     def batch_done(self, qids: list[str], windows: int) -> None:
-        """Catch up with windows that were not ticked (skipped ones, or a reranker without ``on_window``)."""
+        """Catch up with windows that were not ticked (skipped ones)."""
         with self._lock:
             planned = sum(self._planned[q] for q in qids) if self._planned is not None else windows
             self._bar.update(max(planned - self._ticked, 0))
@@ -186,7 +183,7 @@ def _planned_per_query(reranker: Any, lists: dict[str, list[Candidate]]) -> dict
 
 def _write_traces(traces: IO[str], dataset: str, qid: str, cands: list[Candidate], result: Any) -> None:
     for window in result.windows:
-        record = {"dataset": dataset, "qid": qid, **window.to_dict(), "status": window_status(window)}
+        record = {"dataset": dataset, "qid": qid, **window.to_dict()}
         record["docids"] = [cands[i].docid for i in window.passages]
         record["order_docids"] = [cands[i].docid for i in window.order]
         traces.write(trace_line(record))
@@ -221,13 +218,14 @@ def rerank_dataset(
         lists[qid] = [c for c in dataset.candidates[qid] if c.docid not in drop]
     out = RerankedRun({})
     bar = _WindowProgress(reranker, dataset.name, lists, progress)
-    options = {"on_window": bar.tick} if takes_keyword(reranker.rerank_batch, "on_window") else {}
     started = time.perf_counter()
     try:
         for start in range(0, len(qids), batch_size):
             chunk = qids[start : start + batch_size]
             results = reranker.rerank_batch(
-                [dataset.queries[q] for q in chunk], [[c.passage() for c in lists[q]] for q in chunk], **options
+                [dataset.queries[q] for q in chunk],
+                [[c.passage() for c in lists[q]] for q in chunk],
+                on_window=bar.tick,
             )
             out.add_batch(results)
             for qid, result in zip(chunk, results):

@@ -39,15 +39,14 @@ from typing import Any
 from reasonrank.core.backends import Backend
 from reasonrank.core.config import RerankerConfig, iter_settings
 from reasonrank.core.reranker import Reranker
-from reasonrank.core.types import RerankResult, rank_scores
-from reasonrank.integrations.usage import CallUsage, ModelCall, is_complete, model_calls, usage_of
+from reasonrank.core.types import RerankResult, Usage, rank_scores
+from reasonrank.integrations.usage import ModelCall, is_complete, model_calls, usage_of
 
 __all__ = [
     "RANK_KEY",
     "REASONING_KEY",
     "RETRIEVAL_SCORE_KEY",
     "AdapterCore",
-    "CallUsage",
     "ModelCall",
     "Ranking",
     "RankedItem",
@@ -334,7 +333,7 @@ class Ranking:
     result: RerankResult | None = None
 
     @property
-    def usage(self) -> CallUsage:
+    def usage(self) -> Usage:
         return usage_of(self.result)
 
     @property

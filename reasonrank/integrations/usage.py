@@ -1,78 +1,31 @@
 """What one rerank cost and which model calls it made, in the shapes the frameworks' tracing reads.
 
-:func:`usage_of` is the one place usage is computed: from ``RerankResult.usage`` when the core reports
-it, else summed from the window traces. :func:`model_calls` lists the windows that reached the model, so
+:func:`usage_of` is ``RerankResult.usage`` (empty when no model was called). :func:`model_calls` lists the windows that reached the model, so
 an adapter can report each as an LLM call (LlamaIndex events, LangChain child runs, Haystack spans).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from reasonrank.core.types import RerankResult, WindowTrace
+from reasonrank.core.types import RerankResult, Usage, WindowTrace
 
-__all__ = ["USAGE_FIELDS", "CallUsage", "ModelCall", "is_complete", "model_calls", "usage_of"]
-
-USAGE_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "failed_calls", "skipped_windows")
+__all__ = ["ModelCall", "is_complete", "model_calls", "usage_of"]
 
 
-@dataclass(frozen=True)
-class CallUsage:
-    """What one adapter call cost: model calls, cache hits, tokens, failed calls, skipped windows."""
-
-    calls: int = 0
-    cached_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    failed_calls: int = 0
-    skipped_windows: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def to_dict(self) -> dict[str, int]:
-        return {**asdict(self), "total_tokens": self.total_tokens}
-
-
-def _status(window: WindowTrace) -> str:
-    """A window's status: the core's, or (before the core sets one) derived from its error and repairs."""
-    status = getattr(window, "status", None)
-    return status or ("failed" if window.error else "repaired" if window.repairs else "ok")
-
-
-def _made_call(window: WindowTrace) -> bool:
-    return _status(window) != "skipped" and not getattr(window, "cached", False)
-
-
-def usage_of(result: RerankResult | None) -> CallUsage:
-    """The usage of ``result``: ``result.usage`` when the core reports it, else summed from its windows."""
-    if result is None:
-        return CallUsage()
-    usage = getattr(result, "usage", None)
-    if usage is not None:
-        return CallUsage(**{name: int(getattr(usage, name, 0) or 0) for name in USAGE_FIELDS})
-    made = [w for w in result.windows if _made_call(w)]
-    statuses = [_status(w) for w in result.windows]
-    return CallUsage(
-        calls=len(made),
-        cached_calls=sum(bool(getattr(w, "cached", False)) for w in result.windows),
-        prompt_tokens=sum(w.prompt_tokens or 0 for w in made),
-        completion_tokens=sum(w.completion_tokens or 0 for w in made),
-        failed_calls=statuses.count("failed"),
-        skipped_windows=statuses.count("skipped"),
-    )
+def usage_of(result: RerankResult | None) -> Usage:
+    """The usage of ``result`` (nothing for the 0/1-item short-cut, which calls no model)."""
+    return result.usage if result is not None else Usage()
 
 
 def is_complete(result: RerankResult | None) -> bool:
-    """Whether the model ranked every planned window (``result.complete`` when the core reports it)."""
-    if result is None:
-        return True
-    complete = getattr(result, "complete", None)
-    if complete is not None:
-        return bool(complete)
-    return all(_status(w) in ("ok", "repaired") for w in result.windows)
+    """Whether the model ranked every planned window."""
+    return result is None or result.complete
+
+
+def _made_call(window: WindowTrace) -> bool:
+    return window.status != "skipped" and not window.cached
 
 
 @dataclass(frozen=True)
@@ -121,7 +74,7 @@ def model_calls(result: RerankResult | None) -> list[ModelCall]:
             prompt_tokens=w.prompt_tokens or 0,
             completion_tokens=w.completion_tokens or 0,
             seconds=w.seconds,
-            status=_status(w),
+            status=w.status,
             error=w.error,
             finish_reason=w.finish_reason,
         )

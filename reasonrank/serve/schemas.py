@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reasonrank.core.types import RerankResult
+
 __all__ = [
     "CohereRerankRequest",
     "TEIRerankRequest",
@@ -69,28 +71,14 @@ def _fields_text(document: Mapping[str, Any], fields: list[str]) -> str:
     return "\n".join(f"{key}: {document[key]}" for key in fields if key in document)
 
 
-def usage_of(result: Any) -> dict[str, int]:
-    """``calls``, ``cached_calls``, ``prompt_tokens``, ``completion_tokens`` of a result.
-
-    From ``result.usage`` (an object or a mapping) when the reranker reports it, else summed from
-    the window traces.
-    """
-    usage = getattr(result, "usage", None)
-    if usage is None:
-        windows = result.windows
-        return {
-            "calls": len(windows),
-            "cached_calls": 0,
-            "prompt_tokens": sum(w.prompt_tokens or 0 for w in windows),
-            "completion_tokens": sum(w.completion_tokens or 0 for w in windows),
-        }
-    get = usage.get if isinstance(usage, Mapping) else (lambda key: getattr(usage, key, None))
-    calls = get("calls")
+def usage_of(result: RerankResult) -> dict[str, int]:
+    """``calls``, ``cached_calls``, ``prompt_tokens``, ``completion_tokens`` of a result."""
+    u = result.usage
     return {
-        "calls": int(len(result.windows) if calls is None else calls),
-        "cached_calls": int(get("cached_calls") or 0),
-        "prompt_tokens": int(get("prompt_tokens") or 0),
-        "completion_tokens": int(get("completion_tokens") or 0),
+        "calls": u.calls,
+        "cached_calls": u.cached_calls,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
     }
 
 

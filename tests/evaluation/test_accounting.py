@@ -5,10 +5,9 @@ import json
 import pytest
 
 from reasonrank import Reranker
-from reasonrank.core.types import WindowTrace
 from reasonrank.core.windows import make_strategy
 from reasonrank.evaluation import load_dataset, read_run, rerank_dataset
-from reasonrank.evaluation.accounting import planned_windows, result_usage, token_cost, trace_line, window_status
+from reasonrank.evaluation.accounting import planned_windows, token_cost, trace_line
 from reasonrank.testing import FunctionBackend, lexical_ranking
 
 
@@ -39,16 +38,7 @@ def test_trace_lines_are_valid_utf8_and_lossless():
     assert json.loads(data.decode("utf-8")) == {"raw_output": "\ud800 odd \udfff", "note": "café"}
 
 
-def test_usage_falls_back_to_the_windows():
-    class Bare:  # a result without ``usage`` (or a reranker that does not fill it)
-        windows = [
-            WindowTrace(0, 0, [0, 1], [1, 0], "", "", "[2] > [1]", prompt_tokens=10, completion_tokens=3),
-            WindowTrace(0, 1, [0, 1], [0, 1], "", "", None, repairs=["kept"], error="HTTP 500"),
-        ]
-
-    usage = result_usage(Bare())
-    assert (usage.calls, usage.failed_calls, usage.prompt_tokens, usage.completion_tokens) == (2, 1, 10, 3)
-    assert [window_status(w) for w in Bare.windows] == ["ok", "failed"]
+def test_token_cost():
     assert token_cost(1_000_000, 500_000, 0.5, 2.0) == pytest.approx(1.5)
     assert token_cost(10, 10, None, None) is None
 
@@ -74,18 +64,6 @@ def test_progress_ticks_per_window_and_run_is_appended(dl19_three, tmp_path, cap
     assert len(ticks) == 6 == out.windows == out.calls  # depth 30: 2 windows per query
     assert "6/6" in capsys.readouterr().err and list(read_run(path)) == dl19_three.qids
     assert out.run() == read_run(path)
-
-
-def test_a_reranker_without_on_window_still_works(dl19_three):
-    inner = Reranker("test", backend=FunctionBackend(lexical_ranking), depth=20)
-
-    class Plain:  # no on_window keyword, no strategy: no total, ticks per batch
-        def rerank_batch(self, queries, passages):
-            return inner.rerank_batch(queries, passages)
-
-    out = rerank_dataset(dl19_three, Plain(), batch_size=2, progress=True)
-    assert out.windows == 3 and out.error_windows == 0 and out.failed_share == 0.0
-    assert out.cost(1.0, 2.0)["usd"] == pytest.approx((out.prompt_tokens + 2 * out.completion_tokens) / 1e6, abs=1e-6)
 
 
 def test_a_crash_keeps_the_finished_batches(dl19_three, tmp_path):

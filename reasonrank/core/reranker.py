@@ -1,9 +1,10 @@
 """The reranker: passages in, a full ranking out, one LLM call per window.
 
-The sync path (:meth:`Reranker.rerank_batch`) runs the sans-IO generator :meth:`Reranker._drive`,
-which sends the ready windows of all queries to the backend together, round by round (what local
-backends need to batch). The async path (:meth:`Reranker.arerank_batch`) steps each query on its own
-(:mod:`reasonrank.core.scheduler`). Both honour a deadline, stop a call on a fatal backend error and
+The async path (:meth:`Reranker.arerank_batch`) steps each query on its own
+(:mod:`reasonrank.core.scheduler`); the sync path runs it too, on the reranker's own event-loop thread,
+for backends of independent requests (HTTP). For local backends, which batch, the sync path runs the
+sans-IO generator :meth:`Reranker._drive`, which sends the ready windows of all queries to the backend
+together, round by round. Both honour a deadline, stop a call on a fatal backend error and
 answer repeated windows from the window cache (:mod:`reasonrank.core.cache`).
 """
 
@@ -89,6 +90,7 @@ class Reranker:
         self.cache: Cache | None = make_cache(config.cache)
         self._cache_identity: str | None = None
         self._cache_warned = False
+        self._loop_thread: Any = None  # a scheduler.LoopThread, made by the first sync call that needs it
 
     # ------------------------------------------------------------------ backend
     @property
@@ -115,6 +117,11 @@ class Reranker:
         return self.strategy.step
 
     def close(self) -> None:
+        loop_thread, self._loop_thread = self._loop_thread, None
+        if loop_thread is not None:
+            if self._backend is not None:
+                loop_thread.run(self._backend.aclose())
+            loop_thread.close()
         if self._backend is not None:
             self._backend.close()
         if self.cache is not None and not isinstance(self.config.cache, Cache) and hasattr(self.cache, "close"):
@@ -158,8 +165,14 @@ class Reranker:
         """Rerank many queries; at each round the ready windows of all queries go to the backend together.
 
         ``deadline``: seconds for the whole call (default: the configured ``deadline``); ``on_window``
-        is called with each window's trace as it finishes (or is skipped).
+        is called with each window's trace as it finishes (or is skipped). With an HTTP backend this
+        runs the async engine (each query moves on as its own window returns) on the reranker's
+        event-loop thread, where ``on_window`` is then called.
         """
+        loop_thread = self._sync_loop()
+        if loop_thread is not None:
+            coro = self.arerank_batch(queries, passages_per_query, deadline=deadline, on_window=on_window)
+            return loop_thread.run(coro)
         call = self._start(queries, passages_per_query, deadline, on_window)
         driver = self._drive(call)
         reply: Any = None
@@ -174,6 +187,17 @@ class Reranker:
             return call.results()
         finally:
             call.close()
+
+    def _sync_loop(self) -> Any:
+        """The event-loop thread that runs sync calls on a backend of independent requests (else None)."""
+        from reasonrank.core.scheduler import LoopThread, independent_requests
+
+        if not independent_requests(self.backend):
+            return None
+        with self._lock:
+            if self._loop_thread is None:
+                self._loop_thread = LoopThread()
+            return None if self._loop_thread.here else self._loop_thread
 
     async def arerank_batch(
         self,

@@ -7,17 +7,20 @@ single-window requests in flight for an HTTP backend, or one batch at a time (ev
 then) for a local backend that batches (``concurrency`` None). A deadline or a fatal error cancels
 the call's windows in flight; they are traced as skipped and their order is kept.
 
-Imported on the first async call, so ``import reasonrank`` does not import asyncio.
+The sync path runs this engine too for backends of independent requests (HTTP): on a
+:class:`LoopThread`, one event loop in a daemon thread per reranker. Imported on first use, so
+``import reasonrank`` does not import asyncio.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reasonrank.core.backends.base import Backend, accepts_deadline
 from reasonrank.core.driver import DEADLINE, CallState, QueryState
@@ -26,7 +29,9 @@ from reasonrank.core.types import BackendError, ChatRequest, Completion
 if TYPE_CHECKING:
     from reasonrank.core.reranker import Reranker
 
-__all__ = ["Dispatcher", "dispatcher_for", "run_call"]
+__all__ = ["Dispatcher", "LoopThread", "dispatcher_for", "independent_requests", "run_call"]
+
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -36,6 +41,50 @@ class _Item:
     future: asyncio.Future
     batch: list[_Item] = field(default_factory=list)
     task: asyncio.Task | None = None
+
+
+def independent_requests(backend: Backend) -> bool:
+    """Whether the backend takes windows as independent requests (``concurrency`` an int, as HTTP backends)."""
+    concurrency = getattr(backend, "concurrency", None)
+    return isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1
+
+
+class LoopThread:
+    """An event loop in a daemon thread, where sync callers run coroutines (:meth:`run`).
+
+    A daemon thread, so a reranker that is never closed does not hold the interpreter at exit.
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="reasonrank-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for it; an interrupt (Ctrl-C) cancels it."""
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    @property
+    def here(self) -> bool:
+        """Whether the caller runs on this loop (where :meth:`run` would wait for itself)."""
+        return threading.current_thread() is self.thread
+
+    def close(self) -> None:
+        """Close the loop's async generators (its HTTP clients among them), then stop the loop."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.run(self.loop.shutdown_asyncgens())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+            if not self.thread.is_alive():
+                self.loop.close()
 
 
 class Dispatcher:
@@ -48,9 +97,8 @@ class Dispatcher:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        concurrency = getattr(backend, "concurrency", None)
-        independent = isinstance(concurrency, int) and not isinstance(concurrency, bool) and concurrency >= 1
-        self.slots: int = concurrency if independent else 1  # type: ignore[assignment]
+        independent = independent_requests(backend)
+        self.slots: int = backend.concurrency if independent else 1  # type: ignore[assignment]
         self.max_batch: int | None = 1 if independent else None
         self.running = 0
         self._queue: deque[_Item] = deque()
@@ -169,6 +217,7 @@ async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_
             call.skip(query, windows)
             return
         requests = reranker._requests(query, windows)
+        traced = len(query.windows)
         futures = [asyncio.ensure_future(_window(reranker, call, request)) for request in requests]
         in_flight.update(futures)
         position = {future: k for k, future in enumerate(futures)}
@@ -186,6 +235,8 @@ async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_
             raise
         finally:
             in_flight.difference_update(futures)
+        # traces in window order, as the sync driver keeps them (they were recorded as windows returned)
+        query.windows[traced:] = sorted(query.windows[traced:], key=lambda trace: windows.index(trace.passages))
         query.finish_round(rankings)
 
 

@@ -51,7 +51,9 @@ def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     # a fast tokenizer whose backend pads or truncates (set in its tokenizer.json) goes through __call__,
     # which switches that off as transformers does
     if rust is not None and rust.padding is None and rust.truncation is None:
-        return [e.ids for e in rust.encode_batch(texts, add_special_tokens=False)]
+        # encode_batch_fast (tokenizers >= 0.20) skips the character offsets: ~35% faster, same ids
+        encode = getattr(rust, "encode_batch_fast", rust.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
@@ -95,15 +97,22 @@ def truncate_with_tokenizer(tokenizer: Any, texts: Sequence[str], max_tokens: in
     pre-tokenizers split at white space, so the head's first tokens are the whole text's when the head
     has ``max_tokens`` and a margin more; otherwise the whole text is encoded.
     """
-    if not texts:
-        return []
     texts = list(texts)
+    # An ASCII text has at most one token per character, plus one for a prefix space (byte-level BPE,
+    # SentencePiece BPE/Unigram and WordPiece alike: no normalizer they use lengthens ASCII), so a
+    # short ASCII text is within the budget without encoding it (most of MS MARCO's passages).
+    todo = [i for i, t in enumerate(texts) if not (t.isascii() and len(t) < max_tokens)]
+    if not todo:
+        return texts
     limit = max_tokens * CHARS_PER_TOKEN
-    heads = [_head(t, limit) if len(t) > limit else t for t in texts]
+    heads = [_head(texts[i], limit) if len(texts[i]) > limit else texts[i] for i in todo]
     encoded = _encode(tokenizer, heads)
-    short = [i for i, (head, text, ids) in enumerate(zip(heads, texts, encoded))
-             if head is not text and len(ids) <= max_tokens + _TOKEN_MARGIN]  # fmt: skip
-    for i, ids in zip(short, _encode(tokenizer, [texts[i] for i in short]) if short else []):
-        encoded[i] = ids
+    short = [k for k, (head, i, ids) in enumerate(zip(heads, todo, encoded))
+             if head is not texts[i] and len(ids) <= max_tokens + _TOKEN_MARGIN]  # fmt: skip
+    for k, ids in zip(short, _encode(tokenizer, [texts[todo[k]] for k in short]) if short else []):
+        encoded[k] = ids
     decode = _decoder(tokenizer)
-    return [text if len(ids) <= max_tokens else decode(ids[:max_tokens]) for text, ids in zip(texts, encoded)]
+    for i, ids in zip(todo, encoded):
+        if len(ids) > max_tokens:
+            texts[i] = decode(ids[:max_tokens])
+    return texts

@@ -12,7 +12,14 @@
 The server and backend are importable without torch; the model builders import it when called.
 """
 
-from reasonrank.testing.answers import RankFn, format_answer, lexical_ranking, parse_window_prompt
+from reasonrank.testing.answers import (
+    RankFn,
+    format_answer,
+    lexical_ranking,
+    parse_window_prompt,
+    score_ranking,
+    scored_passages,
+)
 from reasonrank.testing.backend import FunctionBackend
 from reasonrank.testing.server import Fault, LocalServer, RankingServer
 from reasonrank.testing.teacher import TeacherServer, answer_overlap_judge, parse_teacher_request
@@ -29,4 +36,6 @@ __all__ = [
     "lexical_ranking",
     "parse_teacher_request",
     "parse_window_prompt",
+    "score_ranking",
+    "scored_passages",
 ]

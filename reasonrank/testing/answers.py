@@ -7,12 +7,13 @@ from collections.abc import Callable, Sequence
 
 from reasonrank.core.format import format_output, parse_user_message
 
-__all__ = ["RankFn", "format_answer", "lexical_ranking", "parse_window_prompt"]
+__all__ = ["RankFn", "format_answer", "lexical_ranking", "parse_window_prompt", "score_ranking", "scored_passages"]
 
 #: ``rank(query, passages) -> 0-based order``
 RankFn = Callable[[str, list[str]], list[int]]
 
 _WORD = re.compile(r"\w+")
+_SCORE = re.compile(r"score(\d+)")
 
 
 def parse_window_prompt(messages: Sequence[dict[str, str]]) -> tuple[str, list[str]]:
@@ -37,3 +38,13 @@ def lexical_ranking(query: str, passages: list[str]) -> list[int]:
 def format_answer(order: Sequence[int], reasoning: str = "Comparing each passage with the query.") -> str:
     """The model's output for a 0-based order: ``<think>..</think> <answer>[a] > [b]</answer>``."""
     return format_output(reasoning, [i + 1 for i in order], spaced=False)
+
+
+def scored_passages(relevance: Sequence[int]) -> list[str]:
+    """Passages that carry their relevance in their text (``"doc3 score42"``), for :func:`score_ranking`."""
+    return [f"doc{i} score{r}" for i, r in enumerate(relevance)]
+
+
+def score_ranking(query: str, passages: list[str]) -> list[int]:
+    """A perfect window ranker for :func:`scored_passages`: 0-based order by the ``score<k>`` they carry."""
+    return sorted(range(len(passages)), key=lambda i: -int(_SCORE.search(passages[i]).group(1)))

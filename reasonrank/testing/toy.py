@@ -20,7 +20,20 @@ from typing import Any
 from reasonrank.core.format import format_output
 from reasonrank.testing.tiny_model import THINK_TAGS, save_qwen3, train_tokenizer
 
-__all__ = ["TOPICS", "build_tiny_model", "build_toy_workspace", "make_task", "write_task"]
+__all__ = ["CPU_TRAINING", "TOPICS", "build_tiny_model", "build_toy_workspace", "make_task", "write_task"]
+
+#: Run-config settings for a few TRL steps of the tiny model on CPU (the tests' and benchmarks' base).
+CPU_TRAINING: dict[str, Any] = {
+    "use_cpu": True,
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "save_strategy": "no",
+    "dtype": "float32",
+    "logging_steps": 1,
+    "lr_scheduler_type": "constant",
+    "warmup_ratio": 0.0,
+    "report_to": "none",
+}
 
 TOPICS = [
     "zorv",

@@ -215,6 +215,11 @@ def test_bad_inputs_give_clear_errors(tiny_model_dir, tmp_path):
 def test_make_backend_and_reranker_by_name(tiny_model_dir):
     backend = make_backend("transformers", str(tiny_model_dir), device="cpu", batch_size=2)
     assert isinstance(backend, TransformersBackend) and backend.batch_size == 2
+    # the default follows the measurement in docs/performance.md: no batching on CPU, batches on a GPU
+    assert make_backend("transformers", str(tiny_model_dir), device="cpu").batch_size == 1
+    from reasonrank.core.backends.transformers import default_batch_size
+
+    assert default_batch_size("cuda:0") == 8 and default_batch_size("cpu") == 1
     assert backend.name == f"transformers:{tiny_model_dir}"
     rr = Reranker(str(tiny_model_dir), backend="transformers", device="cpu", max_new_tokens=4, window_size=4, step=2)
     passages = [f"passage {i} about ice" for i in range(7)]

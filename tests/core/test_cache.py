@@ -3,7 +3,6 @@
 import asyncio
 import json
 import logging
-import re
 import socket
 import subprocess
 import sys
@@ -16,17 +15,10 @@ from reasonrank.core.cache import MemoryCache, SQLiteCache, make_cache, window_k
 from reasonrank.core.prompts import build_messages
 from reasonrank.core.types import ChatRequest, SamplingParams
 from reasonrank.testing import Fault, FunctionBackend, RankingServer
+from reasonrank.testing.answers import score_ranking as by_score
+from reasonrank.testing.answers import scored_passages as scored
 
-_SCORE = re.compile(r"score(\d+)")
 RELEVANCE = [(i * 37) % 100 for i in range(100)]
-
-
-def by_score(query, passages):
-    return sorted(range(len(passages)), key=lambda i: -int(_SCORE.search(passages[i]).group(1)))
-
-
-def scored(relevance):
-    return [f"doc{i} score{r}" for i, r in enumerate(relevance)]
 
 
 @pytest.fixture

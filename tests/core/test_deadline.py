@@ -6,7 +6,6 @@ statuses and ``complete``.
 
 import asyncio
 import logging
-import re
 import socket
 import subprocess
 import sys
@@ -19,17 +18,8 @@ from reasonrank.core.types import BackendError, Completion
 from reasonrank.core.windows import make_strategy
 from reasonrank.testing import FunctionBackend, RankingServer
 from reasonrank.testing.answers import format_answer, parse_window_prompt
-
-_SCORE = re.compile(r"score(\d+)")
-
-
-def by_score(query, passages):
-    """A perfect window ranker for passages that carry their relevance as 'score<k>'."""
-    return sorted(range(len(passages)), key=lambda i: -int(_SCORE.search(passages[i]).group(1)))
-
-
-def scored(relevance):
-    return [f"doc{i} score{r}" for i, r in enumerate(relevance)]
+from reasonrank.testing.answers import score_ranking as by_score
+from reasonrank.testing.answers import scored_passages as scored
 
 
 def check_result(res: RerankResult, n: int):
@@ -315,6 +305,31 @@ def test_async_windows_are_scheduled_per_query_not_per_round():
 
     slow, fast = asyncio.run(main())  # with round batching, "fast" would wait for "slow": a deadlock
     assert slow.complete and fast.complete and slow.order[:10] == fast.order[:10]
+
+
+def test_sync_batches_on_an_http_like_backend_run_the_same_per_query_engine():
+    import concurrent.futures
+
+    backend = GatedBackend()
+    rr = Reranker(backend=backend)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # round batching would deadlock: bound the wait
+        slow, fast = pool.submit(rr.rerank_batch, ["slow", "fast"], [scored(RELEVANCE)] * 2).result(timeout=30)
+    assert slow.complete and fast.complete and slow.order[:10] == fast.order[:10]
+    assert [w.round for w in slow.windows] == sorted(w.round for w in slow.windows)  # traces in plan order
+    loop_thread = rr._loop_thread
+    rr.close()
+    assert loop_thread.loop.is_closed() and not loop_thread.thread.is_alive()
+
+
+def test_the_loop_thread_is_a_daemon_so_an_unclosed_reranker_lets_the_interpreter_exit():
+    code = (
+        "from reasonrank import Reranker\n"
+        "from reasonrank.testing import FunctionBackend\n"
+        "rr = Reranker(backend=FunctionBackend(lambda q, p: list(range(len(p))), concurrency=4))\n"
+        "print(rr.rerank('q', ['a', 'b', 'c']).complete)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "True"
 
 
 class CountingBackend(FunctionBackend):

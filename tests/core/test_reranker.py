@@ -1,7 +1,5 @@
 """The reranker end to end over real backends: FunctionBackend in-process and RankingServer over HTTP."""
 
-import re
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,17 +9,8 @@ from reasonrank.core import parsing
 from reasonrank.core import reranker as reranker_module
 from reasonrank.core.types import BackendError
 from reasonrank.testing import Fault, FunctionBackend, RankingServer
-
-_SCORE = re.compile(r"score(\d+)")
-
-
-def by_score(query, passages):
-    """A perfect window ranker for passages that carry their relevance as 'score<k>'."""
-    return sorted(range(len(passages)), key=lambda i: -int(_SCORE.search(passages[i]).group(1)))
-
-
-def scored(relevance):
-    return [f"doc{i} score{r}" for i, r in enumerate(relevance)]
+from reasonrank.testing.answers import score_ranking as by_score
+from reasonrank.testing.answers import scored_passages as scored
 
 
 def check_result(res: RerankResult, n: int):

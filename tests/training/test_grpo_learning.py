@@ -13,24 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from reasonrank.testing.toy import CPU_TRAINING
+
 pytest.importorskip("trl")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.* is deprecated:FutureWarning"),
 ]
 
-CPU = {
-    "use_cpu": True,
-    "bf16": False,
-    "gradient_checkpointing": False,
-    "save_strategy": "no",
-    "dtype": "float32",
-    "logging_steps": 1,
-    "lr_scheduler_type": "constant",
-    "warmup_ratio": 0.0,
-    "report_to": "none",
-    "seed": 0,
-}
+CPU = {**CPU_TRAINING, "seed": 0}
 LORA = {"r": 8, "alpha": 16, "target_modules": "all-linear", "merge_and_save": False}
 
 

@@ -7,23 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from reasonrank.testing.toy import CPU_TRAINING
+
 pytest.importorskip("trl")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing.* is deprecated:FutureWarning"),
 ]
 
-CPU = {
-    "use_cpu": True,
-    "bf16": False,
-    "gradient_checkpointing": False,
-    "save_strategy": "no",
-    "dtype": "float32",
-    "logging_steps": 1,
-    "lr_scheduler_type": "constant",
-    "warmup_ratio": 0.0,
-    "report_to": "none",
-}
+CPU = CPU_TRAINING
 
 
 def sft_config(model, data, out, **extra):

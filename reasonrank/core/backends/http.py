@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import email.utils
+import os
 import random
 import re
 import threading
@@ -281,8 +282,18 @@ def read_completion(response: httpx.Response, seconds: float) -> Completion:
 
 
 def describe(error: BaseException) -> str:
-    """``"TypeName: message"`` of a failed request."""
+    """``"TypeName: message"`` of a failed request, with the OS's reason where the message hides it.
+
+    (The async transport says only "All connection attempts failed"; its cause says "Connection refused".)
+    """
     message = str(error)
+    cause, seen = error.__cause__ or error.__context__, 0
+    while cause is not None and seen < 8:
+        if isinstance(cause, OSError) and isinstance(cause.errno, int):
+            reason = os.strerror(cause.errno)
+            message = message if reason in message else f"{message} ({reason})" if message else reason
+            break
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 

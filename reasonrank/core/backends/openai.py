@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 import os
+import ssl
 import threading
 import time
 import weakref
@@ -42,7 +43,7 @@ from reasonrank.core.backends.http import (
     redirect_message,
     server_message,
 )
-from reasonrank.core.backends.runners import LoopClient, arun, close_at_loop_shutdown, close_on_its_loop, run
+from reasonrank.core.backends.runners import LoopClient, arun, close_on_its_loop, run
 from reasonrank.core.truncation import load_tokenizer, truncate_with_tokenizer
 from reasonrank.core.types import BackendError, ChatRequest, Completion
 
@@ -157,6 +158,7 @@ class OpenAIBackend(Backend):
         self._lock = threading.RLock()
         self._client: httpx.Client | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._ssl: ssl.SSLContext | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClient] = weakref.WeakKeyDictionary()
         self._tokenizer: Any = None
         # "auto" with a local tokenizer is decided now; without one, the first truncation probes the server.
@@ -208,10 +210,14 @@ class OpenAIBackend(Backend):
         """``base_url`` without its trailing ``/v1``: where vLLM serves ``/tokenize``."""
         return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
 
-    def _client_options(self) -> dict[str, Any]:
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+    def _client_options(self, connections: int | None = None) -> dict[str, Any]:
+        connections = connections or self.concurrency
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         timeout = httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
-        return {"timeout": timeout, "headers": self.headers, "limits": limits, "follow_redirects": False}
+        if self._ssl is None:  # one TLS context for all clients: loading the CA store costs ~20 ms each time
+            self._ssl = httpx.create_ssl_context()
+        options = {"timeout": timeout, "headers": self.headers, "limits": limits, "follow_redirects": False}
+        return {**options, "verify": self._ssl}
 
     @property
     def client(self) -> httpx.Client:
@@ -227,8 +233,7 @@ class OpenAIBackend(Backend):
         state = self._aclients.get(loop)
         if state is None:
             self._forget_closed_loops()
-            client = httpx.AsyncClient(**self._client_options())
-            state = LoopClient(client, asyncio.Semaphore(self.concurrency), close_at_loop_shutdown(client))
+            state = LoopClient.open(lambda: httpx.AsyncClient(**self._client_options(1)), self.concurrency)
             with self._lock:
                 self._aclients[loop] = state
             await anext(state.keeper)  # now the loop knows it: asyncio.run closes it (and so the client)
@@ -254,7 +259,7 @@ class OpenAIBackend(Backend):
 
     async def _arun(self, steps: Steps[T]) -> T:
         state = await self._loop_client()
-        return await arun(steps, state.client, state.limit)
+        return await arun(steps, state, state.limit)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

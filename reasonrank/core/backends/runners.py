@@ -2,8 +2,8 @@
 
 :func:`run` and :func:`arun` bound every request by wall-clock time (``Call.timeout``, cut to
 ``Call.deadline``), not per read, and read the body as a stream that stops at ``Call.max_bytes``.
-An async client belongs to one event loop; :class:`LoopClient` keeps it with that loop's
-concurrency limit and closes it when the loop shuts down.
+An async client belongs to one event loop; :class:`LoopClient` keeps that loop's clients with its
+concurrency limit and closes them when the loop shuts down.
 """
 
 from __future__ import annotations
@@ -13,15 +13,24 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 
 from reasonrank.core.backends.http import Call, DeadlineExceeded, ResponseTooLarge, Sleep, Steps
 
-__all__ = ["LoopClient", "arequest", "arun", "close_at_loop_shutdown", "close_on_its_loop", "request", "run"]
+__all__ = [
+    "Lease",
+    "LoopClient",
+    "arequest",
+    "arun",
+    "close_at_loop_shutdown",
+    "close_on_its_loop",
+    "request",
+    "run",
+]
 
 T = TypeVar("T")
 
@@ -143,23 +152,34 @@ async def _aread(client: httpx.AsyncClient, call: Call, body: _Body, seconds: fl
 
 
 async def arequest(
-    client: httpx.AsyncClient, call: Call, limit: asyncio.Semaphore | None = None
+    clients: LoopClient | httpx.AsyncClient, call: Call, limit: asyncio.Semaphore | None = None
 ) -> tuple[httpx.Response | Exception, float]:
-    """Make one request with an async client, holding ``limit`` while it is in flight."""
+    """Make one request with an async client (a loop's least busy one), holding ``limit`` while it is in flight."""
     async with limit or contextlib.nullcontext():
-        seconds = call.seconds()
-        if seconds is not None and seconds <= 0:
-            return DeadlineExceeded("the deadline passed before the request could start"), 0.0
-        started = time.perf_counter()
-        body = _Body(call.max_bytes, started, seconds)
-        try:
-            async with asyncio.timeout(seconds):
-                result: httpx.Response | Exception = await _aread(client, call, body, seconds)
-        except TimeoutError:
-            result = _timed_out(seconds)
-        except (httpx.HTTPError, ResponseTooLarge) as err:
-            result = err
-        return result, time.perf_counter() - started
+        if isinstance(clients, LoopClient):
+            with clients.lease() as lease:
+                return await _arequest(lease.client, call, lease)
+        return await _arequest(clients, call)
+
+
+async def _arequest(
+    client: httpx.AsyncClient, call: Call, lease: Lease | None = None
+) -> tuple[httpx.Response | Exception, float]:
+    seconds = call.seconds()
+    if seconds is not None and seconds <= 0:
+        return DeadlineExceeded("the deadline passed before the request could start"), 0.0
+    started = time.perf_counter()
+    body = _Body(call.max_bytes, started, seconds)
+    try:
+        async with asyncio.timeout(seconds):
+            result: httpx.Response | Exception = await _aread(client, call, body, seconds)
+    except TimeoutError:  # the request was cancelled inside httpx
+        result = _timed_out(seconds)
+        if lease is not None:
+            lease.interrupted = True
+    except (httpx.HTTPError, ResponseTooLarge) as err:
+        result = err
+    return result, time.perf_counter() - started
 
 
 def run(steps: Steps[T], client: httpx.Client) -> T:
@@ -177,7 +197,7 @@ def run(steps: Steps[T], client: httpx.Client) -> T:
         return done.value
 
 
-async def arun(steps: Steps[T], client: httpx.AsyncClient, limit: asyncio.Semaphore | None = None) -> T:
+async def arun(steps: Steps[T], client: LoopClient | httpx.AsyncClient, limit: asyncio.Semaphore | None = None) -> T:
     """Run an exchange with an async client; ``limit`` is held while a request is in flight, not while sleeping."""
     reply = None
     try:
@@ -195,19 +215,68 @@ async def arun(steps: Steps[T], client: httpx.AsyncClient, limit: asyncio.Semaph
 # ---------------------------------------------------------------------- async clients per event loop
 @dataclass
 class LoopClient:
-    """The async client and the concurrency limit of one event loop."""
+    """The async clients and the concurrency limit of one event loop: one client per connection.
 
-    client: httpx.AsyncClient
+    Why one each: httpcore's pool does CPU work quadratic in its connections on every request (it lists
+    every connection once per idle one); a pool of 128 cost ~15 ms per request, pools of 8 still 0.67
+    ms against 0.54 ms for pools of one (``benchmarks/client_efficiency.py``). And a request cancelled
+    mid-flight (a deadline, a timeout) can leave httpcore's connection marked active for good; its
+    client is then replaced (:meth:`lease`), so a lost connection never blocks the requests after it.
+    """
+
+    make: Callable[[], httpx.AsyncClient]
+    clients: list[httpx.AsyncClient]
     limit: asyncio.Semaphore
     keeper: AsyncGenerator[None, None]
+    in_flight: list[int] = field(default_factory=list)
+    _closing: set[asyncio.Task] = field(default_factory=set)
+
+    @classmethod
+    def open(cls, make: Callable[[], httpx.AsyncClient], concurrency: int) -> LoopClient:
+        """``concurrency`` clients from ``make()`` (each with one connection) and their limit."""
+        clients = [make() for _ in range(concurrency)]
+        return cls(make, clients, asyncio.Semaphore(concurrency), close_at_loop_shutdown(clients), [0] * concurrency)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The first client (every client has the same settings)."""
+        return self.clients[0]
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Lease]:
+        """The least busy client, for one request; replaced afterwards if that request was interrupted."""
+        i = min(range(len(self.clients)), key=self.in_flight.__getitem__)
+        self.in_flight[i] += 1
+        lease = Lease(self.clients[i])
+        try:
+            yield lease
+        except BaseException:  # cancelled (deadline, caller) inside httpx
+            lease.interrupted = True
+            raise
+        finally:
+            self.in_flight[i] -= 1
+            if lease.interrupted and self.clients[i] is lease.client:
+                self.clients[i] = self.make()
+                task = asyncio.get_running_loop().create_task(lease.client.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
 
-async def close_at_loop_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+@dataclass
+class Lease:
+    """A client lent for one request; ``interrupted`` when the request was cut inside httpx."""
+
+    client: httpx.AsyncClient
+    interrupted: bool = False
+
+
+async def close_at_loop_shutdown(clients: list[httpx.AsyncClient]) -> AsyncGenerator[None, None]:
     """Started once on its loop, this generator is closed by ``loop.shutdown_asyncgens()`` (``asyncio.run``)."""
     try:
         yield
     finally:
-        await client.aclose()
+        for client in clients:
+            await client.aclose()
 
 
 def close_on_its_loop(loop: asyncio.AbstractEventLoop, keeper: AsyncGenerator[None, None]) -> None:

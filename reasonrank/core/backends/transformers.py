@@ -92,17 +92,31 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
         yield items[start : start + size]
 
 
+#: windows per ``generate`` on CPU: padding and attention over a batch cost more than they save there
+#: (SmolLM2-135M, one thread: batch 2/4 run at 0.8x/0.7x the windows/s of batch 1; ``docs/performance.md``)
+CPU_BATCH_SIZE = 1
+#: on an accelerator a batch is how decoding gets throughput; 8 fits a 7B model's 20-passage windows
+#: (~6k prompt tokens each) on one 80 GB GPU (not measured here: no GPU)
+ACCELERATOR_BATCH_SIZE = 8
+
+
+def default_batch_size(device: str) -> int:
+    """``batch_size=None``: :data:`CPU_BATCH_SIZE` on CPU, :data:`ACCELERATOR_BATCH_SIZE` elsewhere."""
+    return CPU_BATCH_SIZE if str(device).startswith("cpu") else ACCELERATOR_BATCH_SIZE
+
+
 class TransformersBackend(Backend):
     """A local causal LM. The model and tokenizer are loaded once, in the constructor.
 
-    ``model`` is a local directory or a Hugging Face id (``"SmolLM2-135M-Instruct"`` names the
-    embedded default model, see :mod:`reasonrank.core.models`). ``adapter_path`` loads a PEFT
-    adapter on top (``merge_adapter=True`` merges it for faster decoding). ``gguf_file`` loads a GGUF
-    file inside ``model``. ``model_kwargs`` go to ``from_pretrained`` (with ``device_map`` in them
-    the model is not moved to ``device``). Generation runs ``batch_size`` windows at a time.
+        ``model`` is a local directory or a Hugging Face id (``"SmolLM2-135M-Instruct"`` names the
+        embedded default model, see :mod:`reasonrank.core.models`). ``adapter_path`` loads a PEFT
+        adapter on top (``merge_adapter=True`` merges it for faster decoding). ``gguf_file`` loads a GGUF
+        file inside ``model``. ``model_kwargs`` go to ``from_pretrained`` (with ``device_map`` in them
+        the model is not moved to ``device``). Generation runs ``batch_size`` windows at a time (None: 1 on
+    CPU, 8 on a GPU, see :func:`default_batch_size`).
 
-    ``model_name`` is the loaded directory or id, ``torch_model`` the loaded module, ``tokenizer`` its
-    tokenizer.
+        ``model_name`` is the loaded directory or id, ``torch_model`` the loaded module, ``tokenizer`` its
+        tokenizer.
     """
 
     kind = "transformers"
@@ -113,7 +127,7 @@ class TransformersBackend(Backend):
         *,
         device: str = "auto",
         dtype: str = "auto",
-        batch_size: int = 4,
+        batch_size: int | None = None,
         adapter_path: str | None = None,
         merge_adapter: bool = False,
         trust_remote_code: bool = False,
@@ -121,13 +135,15 @@ class TransformersBackend(Backend):
         chat_template_kwargs: dict[str, Any] | None = None,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be an int >= 1 or None, got {batch_size!r}")
         model = self._resolve_model(model)
         self.model_name = model
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.batch_size = batch_size
+        self.batch_size = batch_size or default_batch_size(self.device)
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self._lock = threading.Lock()
 

@@ -1,0 +1,213 @@
+"""How well one client process keeps a model server busy (issue 13): efficiency and windows/s.
+
+The stand-in model server runs in its own process (uvicorn, a bare ASGI app, pinned to the last CPU
+when there are two or more): it answers each window after ``--latency`` seconds with a valid ranking
+(passages reversed) and reports token usage. The client is the real openai backend in this process
+(pinned to CPU 0, so "one core" is literal), over DL19's 43 queries x BM25 top-100.
+
+1. **Efficiency** at a simulated ``--latency`` (0.2 s): for sliding and tournament, through
+   ``rerank_batch`` and through ``asyncio.gather`` of ``arerank``, at concurrency 8, 32 and 128. The
+   lower bound of a schedule's wall time is ``latency x max(longest query's rounds, ceil(windows /
+   concurrency))``: no client beats a query's chain of rounds, and ``concurrency`` slots finish at most
+   ``concurrency`` windows per ``latency``. Efficiency is that bound over the measured wall time (1.0:
+   the client adds nothing).
+2. **Client throughput at 0 latency**: windows/s the client sustains when the server answers at once
+   (the client's own cost per window, HTTP included), for both strategies and both APIs at concurrency
+   32, over ``--repeat`` copies of the queries in one call (each copy's passages end with its number, so
+   no cache serves a copy; a new reranker each: start-up included). At a few windows/s per GPU for a 7B reasoning model, N windows/s of client drives ~N/3 GPUs.
+
+    python benchmarks/client_efficiency.py [--latency 0.2] [--concurrency 8 32 128] [--queries 43]
+
+It prints numbers; it asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+from reasonrank import Reranker
+from reasonrank.core import prompts
+from reasonrank.core.windows import make_strategy
+
+_COUNT = re.compile(rb"provide you with (\d+) passages")
+
+
+# ------------------------------------------------------------------ the stand-in server (its own process)
+def make_app(latency: float):
+    """A bare ASGI app: POST /v1/chat/completions answers the window reversed after ``latency`` s."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"].endswith("/models"):
+            payload = {"object": "list", "data": [{"id": "stand-in", "object": "model"}]}
+        else:
+            if latency:
+                await asyncio.sleep(latency)
+            match = _COUNT.search(body)
+            n = int(match.group(1)) if match else 1
+            answer = " > ".join(f"[{i}]" for i in range(n, 0, -1))
+            text = f"<think>Reversed.</think>\n<answer>{answer}</answer>"
+            payload = {
+                "id": "x",
+                "object": "chat.completion",
+                "model": "stand-in",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {
+                    "prompt_tokens": len(body) // 4,
+                    "completion_tokens": 60,
+                    "total_tokens": len(body) // 4 + 60,
+                },
+            }
+        raw = json.dumps(payload).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": raw})
+
+    return app
+
+
+def serve(port: int, latency: float) -> None:
+    import uvicorn
+
+    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
+        os.sched_setaffinity(0, {os.cpu_count() - 1})
+    uvicorn.run(make_app(latency), host="127.0.0.1", port=port, log_level="error", access_log=False, backlog=4096)
+
+
+class StandInServer:
+    """The stand-in server in a subprocess, for a ``with`` block; ``base_url`` ends in ``/v1``."""
+
+    def __init__(self, latency: float) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.latency = latency
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> StandInServer:
+        cmd = [sys.executable, __file__, "--serve", str(self.port), "--latency", str(self.latency)]
+        self.process = subprocess.Popen(cmd)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the stand-in server did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+# ------------------------------------------------------------------ the client
+def run(base_url: str, strategy: str, api: str, concurrency: int, queries, candidates):
+    """(wall seconds, results) of one configuration on a fresh Reranker, ftfy's caches cleared."""
+    prompts._fix_segment.cache_clear()
+    prompts._fixed_passage_line.cache_clear()
+    rr = Reranker("stand-in", base_url=base_url, strategy=strategy, concurrency=concurrency, truncation="words")
+    with rr:
+        start = time.perf_counter()
+        if api == "rerank_batch":
+            results = rr.rerank_batch(queries, candidates)
+        else:
+
+            async def together():
+                return await asyncio.gather(*(rr.arerank(q, c) for q, c in zip(queries, candidates)))
+
+            results = asyncio.run(together())
+        wall = time.perf_counter() - start
+    failed = sum(r.usage.failed_calls + r.usage.skipped_windows for r in results)
+    if failed:
+        raise RuntimeError(f"{failed} windows failed or were skipped: the figures would be wrong")
+    return wall, results
+
+
+def lower_bound(strategy: str, candidates, concurrency: int, latency: float) -> float:
+    rounds, windows = 0, 0
+    for passages in candidates:
+        plan = make_strategy(strategy).plan(len(passages))
+        r = 0
+        while step := plan.pending():
+            r += 1
+            windows += len(step)
+            plan.apply([list(range(len(w))) for w in step])
+        rounds = max(rounds, r)
+    return latency * max(rounds, -(-windows // concurrency))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="dl19")
+    p.add_argument("--queries", type=int, default=None, help="first N queries (default: all 43)")
+    p.add_argument("--latency", type=float, default=0.2, help="seconds per window at the stand-in server")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
+    p.add_argument("--throughput-concurrency", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=5, help="the queries repeated in one call for the throughput")
+    p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve is not None:
+        return serve(args.serve, args.latency)
+
+    from reasonrank.evaluation import load_dataset
+
+    logging.getLogger("reasonrank").setLevel(logging.ERROR)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})
+    ds = load_dataset(args.dataset).limit(args.queries)
+    queries = [ds.queries[q] for q in ds.qids]
+    candidates = [[c.passage() for c in ds.candidates[q]] for q in ds.qids]
+    combos = [(s, a) for s in ("sliding", "tournament") for a in ("rerank_batch", "gather(arerank)")]
+    print(
+        f"{ds.name}: {len(queries)} queries x {len(candidates[0])} passages; client on one core, server in its own process\n"
+    )
+
+    print(f"## Efficiency at {args.latency:g} s per window (lower bound / wall)\n")
+    print("| strategy | API | " + " | ".join(f"c={c}" for c in args.concurrency) + " |")
+    print("|---|---|" + "---:|" * len(args.concurrency))
+    with StandInServer(args.latency) as server:
+        for strategy, api in combos:
+            cells = []
+            for c in args.concurrency:
+                wall, _ = run(server.base_url, strategy, api, c, queries, candidates)
+                bound = lower_bound(strategy, candidates, c, args.latency)
+                cells.append(f"{bound / wall:.2f} ({wall:.2f} s vs {bound:.2f} s)")
+            print(f"| {strategy} | `{api}` | " + " | ".join(cells) + " |")
+
+    c = args.throughput_concurrency
+    print(f"\n## Client throughput at 0 s per window (concurrency {c}, one client core, queries x {args.repeat})\n")
+    print("| strategy | API | windows | wall s | windows/s | client ms/window |")
+    print("|---|---|---:|---:|---:|---:|")
+    reps = args.repeat
+    # each copy's passages end with the copy's number: no cache (ftfy's included) serves a copy
+    copies = [[{**p, "text": f"{p['text']} {k}"} for p in passages] for k in range(reps) for passages in candidates]
+    with StandInServer(0.0) as server:
+        run(server.base_url, "sliding", "rerank_batch", c, queries[:2], candidates[:2])  # warm up imports
+        for strategy, api in combos:
+            cpu = time.process_time()
+            wall, results = run(server.base_url, strategy, api, c, queries * reps, copies)
+            cpu = time.process_time() - cpu
+            windows = sum(r.usage.calls for r in results)
+            print(
+                f"| {strategy} | `{api}` | {windows} | {wall:.2f} | {windows / wall:,.0f} | {1000 * cpu / windows:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -18,7 +18,10 @@ when there are two or more): it answers each window after ``--latency`` seconds 
 
     python benchmarks/client_efficiency.py [--latency 0.2] [--concurrency 8 32 128] [--queries 43]
 
-It prints numbers; it asserts nothing about time.
+``--warm`` keeps ftfy's caches between runs and repeats the same candidates: what the client costs
+when passages come back (ftfy, the price of byte-identical prompts, is then mostly cached). Each
+figure is the median of ``--runs`` runs (this VM's timings vary by ~30% from run to run). It
+prints numbers; it asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import logging
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -117,10 +121,14 @@ class StandInServer:
 
 
 # ------------------------------------------------------------------ the client
+WARM = False  # --warm: keep ftfy's caches (passages seen before)
+
+
 def run(base_url: str, strategy: str, api: str, concurrency: int, queries, candidates):
     """(wall seconds, results) of one configuration on a fresh Reranker, ftfy's caches cleared."""
-    prompts._fix_segment.cache_clear()
-    prompts._fixed_passage_line.cache_clear()
+    if not WARM:
+        prompts._fix_segment.cache_clear()
+        prompts._fixed_passage_line.cache_clear()
     rr = Reranker("stand-in", base_url=base_url, strategy=strategy, concurrency=concurrency, truncation="words")
     with rr:
         start = time.perf_counter()
@@ -159,9 +167,13 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.2, help="seconds per window at the stand-in server")
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32, 128])
     p.add_argument("--throughput-concurrency", type=int, default=32)
+    p.add_argument("--runs", type=int, default=3, help="runs of each configuration; the median is printed")
     p.add_argument("--repeat", type=int, default=5, help="the queries repeated in one call for the throughput")
+    p.add_argument("--warm", action="store_true", help="keep ftfy's caches: the cost when passages repeat")
     p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    global WARM
+    WARM = args.warm
     if args.serve is not None:
         return serve(args.serve, args.latency)
 
@@ -185,7 +197,9 @@ def main() -> None:
         for strategy, api in combos:
             cells = []
             for c in args.concurrency:
-                wall, _ = run(server.base_url, strategy, api, c, queries, candidates)
+                wall = statistics.median(
+                    run(server.base_url, strategy, api, c, queries, candidates)[0] for _ in range(args.runs)
+                )
                 bound = lower_bound(strategy, candidates, c, args.latency)
                 cells.append(f"{bound / wall:.2f} ({wall:.2f} s vs {bound:.2f} s)")
             print(f"| {strategy} | `{api}` | " + " | ".join(cells) + " |")
@@ -197,12 +211,17 @@ def main() -> None:
     reps = args.repeat
     # each copy's passages end with the copy's number: no cache (ftfy's included) serves a copy
     copies = [[{**p, "text": f"{p['text']} {k}"} for p in passages] for k in range(reps) for passages in candidates]
+    if WARM:  # the same candidates again and again: ftfy's fixes are cached
+        copies = candidates * reps
     with StandInServer(0.0) as server:
         run(server.base_url, "sliding", "rerank_batch", c, queries[:2], candidates[:2])  # warm up imports
         for strategy, api in combos:
-            cpu = time.process_time()
-            wall, results = run(server.base_url, strategy, api, c, queries * reps, copies)
-            cpu = time.process_time() - cpu
+            measured = []
+            for _ in range(args.runs):
+                cpu = time.process_time()
+                wall, results = run(server.base_url, strategy, api, c, queries * reps, copies)
+                measured.append((wall, time.process_time() - cpu))
+            wall, cpu = statistics.median(w for w, _ in measured), statistics.median(c for _, c in measured)
             windows = sum(r.usage.calls for r in results)
             print(
                 f"| {strategy} | `{api}` | {windows} | {wall:.2f} | {windows / wall:,.0f} | {1000 * cpu / windows:.2f} |"

@@ -92,8 +92,8 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
         yield items[start : start + size]
 
 
-#: windows per ``generate`` on CPU: padding and attention over a batch cost more than they save there
-#: (SmolLM2-135M, one thread: batch 2/4 run at 0.8x/0.7x the windows/s of batch 1; ``docs/performance.md``)
+#: windows per ``generate`` on CPU, where a batch buys nothing: SmolLM2-135M on one thread ran batches of
+#: 2/4/8 at 0.99x/0.94x/0.94x the windows/s of batch 1, with more memory (``docs/performance.md``)
 CPU_BATCH_SIZE = 1
 #: on an accelerator a batch is how decoding gets throughput; 8 fits a 7B model's 20-passage windows
 #: (~6k prompt tokens each) on one 80 GB GPU (not measured here: no GPU)

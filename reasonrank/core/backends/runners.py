@@ -45,6 +45,10 @@ def _timed_out(seconds: float | None) -> httpx.ReadTimeout:
     return httpx.ReadTimeout(f"no complete response within {seconds:.3g} s (the total time allowed per request)")
 
 
+def _late() -> DeadlineExceeded:
+    return DeadlineExceeded("the deadline passed before the request could start")
+
+
 def _check_length(response: httpx.Response, max_bytes: int) -> None:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > max_bytes and not response.headers.get("Content-Encoding"):
@@ -58,8 +62,20 @@ class _Body:
         self.chunks: list[bytes] = []
         self.size = 0
         self.max_bytes = max_bytes
+        self.started = started
         self.ends = None if seconds is None else started + seconds
         self.seconds = seconds
+
+    @classmethod
+    def for_call(cls, call: Call) -> _Body | None:
+        """The body reader of a request starting now; None when the call's deadline has already passed."""
+        seconds = call.seconds()
+        if seconds is not None and seconds <= 0:
+            return None
+        return cls(call.max_bytes, time.perf_counter(), seconds)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
     def add(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -129,18 +145,16 @@ def _read_sync(response: httpx.Response, body: _Body) -> None:
 
 def request(client: httpx.Client, call: Call) -> tuple[httpx.Response | Exception, float]:
     """Make one request with a sync client: bounded in time and size, never raising for its outcome."""
-    seconds = call.seconds()
-    if seconds is not None and seconds <= 0:
-        return DeadlineExceeded("the deadline passed before the request could start"), 0.0
-    started = time.perf_counter()
-    body = _Body(call.max_bytes, started, seconds)
+    body = _Body.for_call(call)
+    if body is None:
+        return _late(), 0.0
     try:
-        with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, seconds)) as response:
+        with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, body.seconds)) as response:
             _read_sync(response, body)
         result: httpx.Response | Exception = body.response(response)
     except (httpx.HTTPError, ResponseTooLarge) as err:
         result = err
-    return result, time.perf_counter() - started
+    return result, body.elapsed()
 
 
 async def _aread(client: httpx.AsyncClient, call: Call, body: _Body, seconds: float | None) -> httpx.Response:
@@ -165,21 +179,19 @@ async def arequest(
 async def _arequest(
     client: httpx.AsyncClient, call: Call, lease: Lease | None = None
 ) -> tuple[httpx.Response | Exception, float]:
-    seconds = call.seconds()
-    if seconds is not None and seconds <= 0:
-        return DeadlineExceeded("the deadline passed before the request could start"), 0.0
-    started = time.perf_counter()
-    body = _Body(call.max_bytes, started, seconds)
+    body = _Body.for_call(call)
+    if body is None:
+        return _late(), 0.0
     try:
-        async with asyncio.timeout(seconds):
-            result: httpx.Response | Exception = await _aread(client, call, body, seconds)
+        async with asyncio.timeout(body.seconds):
+            result: httpx.Response | Exception = await _aread(client, call, body, body.seconds)
     except TimeoutError:  # the request was cancelled inside httpx
-        result = _timed_out(seconds)
+        result = _timed_out(body.seconds)
         if lease is not None:
             lease.interrupted = True
     except (httpx.HTTPError, ResponseTooLarge) as err:
         result = err
-    return result, time.perf_counter() - started
+    return result, body.elapsed()
 
 
 def run(steps: Steps[T], client: httpx.Client) -> T:

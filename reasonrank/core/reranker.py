@@ -195,7 +195,7 @@ class Reranker:
         if not independent_requests(self.backend):
             return None
         with self._lock:
-            if self._loop_thread is None:
+            if self._loop_thread is None or not self._loop_thread.alive:  # (a forked child starts its own)
                 self._loop_thread = LoopThread()
             return None if self._loop_thread.here else self._loop_thread
 

@@ -15,6 +15,7 @@ The sync path runs this engine too for backends of independent requests (HTTP): 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from collections import deque
@@ -59,6 +60,12 @@ class LoopThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="reasonrank-loop", daemon=True)
         self.thread.start()
+        self.pid = os.getpid()
+
+    @property
+    def alive(self) -> bool:
+        """False in a forked child (the thread did not come along) or once closed."""
+        return self.pid == os.getpid() and self.thread.is_alive() and not self.loop.is_closed()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and wait for it; an interrupt (Ctrl-C) cancels it."""

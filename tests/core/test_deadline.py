@@ -332,6 +332,24 @@ def test_the_loop_thread_is_a_daemon_so_an_unclosed_reranker_lets_the_interprete
     assert out.stdout.strip() == "True"
 
 
+def test_a_forked_child_reranks_on_its_own_loop_thread():
+    import multiprocessing
+
+    rr = Reranker(backend=FunctionBackend(by_score, concurrency=4))
+    assert rr.rerank("q", scored(RELEVANCE)).complete  # the parent's loop thread exists now
+
+    def child():
+        raise SystemExit(0 if rr.rerank("q", scored(RELEVANCE)).complete else 1)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(60)  # (a hang guard: the parent's loop thread does not exist in the child)
+    alive = process.is_alive()
+    process.kill()
+    rr.close()
+    assert not alive and process.exitcode == 0
+
+
 class CountingBackend(FunctionBackend):
     def __init__(self, concurrency):
         super().__init__(by_score, latency=0.01, concurrency=concurrency)

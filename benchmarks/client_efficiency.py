@@ -1,7 +1,7 @@
 """How well one client process keeps a model server busy (issue 13): efficiency and windows/s.
 
-The stand-in model server runs in its own process (uvicorn, a bare ASGI app, pinned to the last CPU
-when there are two or more): it answers each window after ``--latency`` seconds with a valid ranking
+The stand-in model server runs in its own process (uvicorn with uvloop and httptools, from the
+``dev`` extra; a bare ASGI app, pinned to the last CPU when there are two or more): it answers each window after ``--latency`` seconds with a valid ranking
 (passages reversed) and reports token usage. The client is the real openai backend in this process
 (pinned to CPU 0, so "one core" is literal), over DL19's 43 queries x BM25 top-100.
 

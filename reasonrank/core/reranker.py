@@ -128,8 +128,10 @@ class Reranker:
             self.cache.close()  # a cache this reranker opened (not one passed in)
 
     async def aclose(self) -> None:
+        """Close this event loop's clients, then all the rest (:meth:`close`: the loop thread, the cache)."""
         if self._backend is not None:
             await self._backend.aclose()
+        self.close()
 
     def __enter__(self) -> Reranker:
         return self

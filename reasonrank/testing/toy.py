@@ -22,7 +22,7 @@ from reasonrank.testing.tiny_model import THINK_TAGS, save_qwen3, train_tokenize
 
 __all__ = ["CPU_TRAINING", "TOPICS", "build_tiny_model", "build_toy_workspace", "make_task", "write_task"]
 
-#: Run-config settings for a few TRL steps of the tiny model on CPU (the tests' and benchmarks' base).
+#: Run-config settings for a few TRL steps of the tiny model on CPU (the training tests' base).
 CPU_TRAINING: dict[str, Any] = {
     "use_cpu": True,
     "bf16": False,

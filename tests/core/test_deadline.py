@@ -319,6 +319,10 @@ def test_sync_batches_on_an_http_like_backend_run_the_same_per_query_engine():
     loop_thread = rr._loop_thread
     rr.close()
     assert loop_thread.loop.is_closed() and not loop_thread.thread.is_alive()
+    rr.rerank_batch(["fast"], [scored(RELEVANCE)])  # a closed reranker starts a new loop thread when used
+    loop_thread = rr._loop_thread
+    asyncio.run(rr.aclose())  # and aclose stops it too
+    assert loop_thread.loop.is_closed() and not loop_thread.thread.is_alive()
 
 
 def test_the_loop_thread_is_a_daemon_so_an_unclosed_reranker_lets_the_interpreter_exit():

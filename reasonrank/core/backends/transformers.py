@@ -108,15 +108,15 @@ def default_batch_size(device: str) -> int:
 class TransformersBackend(Backend):
     """A local causal LM. The model and tokenizer are loaded once, in the constructor.
 
-        ``model`` is a local directory or a Hugging Face id (``"SmolLM2-135M-Instruct"`` names the
-        embedded default model, see :mod:`reasonrank.core.models`). ``adapter_path`` loads a PEFT
-        adapter on top (``merge_adapter=True`` merges it for faster decoding). ``gguf_file`` loads a GGUF
-        file inside ``model``. ``model_kwargs`` go to ``from_pretrained`` (with ``device_map`` in them
-        the model is not moved to ``device``). Generation runs ``batch_size`` windows at a time (None: 1 on
-    CPU, 8 on a GPU, see :func:`default_batch_size`).
+    ``model`` is a local directory or a Hugging Face id (``"SmolLM2-135M-Instruct"`` names the
+    embedded default model, see :mod:`reasonrank.core.models`). ``adapter_path`` loads a PEFT
+    adapter on top (``merge_adapter=True`` merges it for faster decoding). ``gguf_file`` loads a GGUF
+    file inside ``model``. ``model_kwargs`` go to ``from_pretrained`` (with ``device_map`` in them
+    the model is not moved to ``device``). Generation runs ``batch_size`` windows at a time (None: 1
+    on CPU, 8 on a GPU, see :func:`default_batch_size`).
 
-        ``model_name`` is the loaded directory or id, ``torch_model`` the loaded module, ``tokenizer`` its
-        tokenizer.
+    ``model_name`` is the loaded directory or id, ``torch_model`` the loaded module, ``tokenizer`` its
+    tokenizer.
     """
 
     kind = "transformers"

@@ -45,8 +45,15 @@ class QueryState:
     query: str
     passages: Sequence[Passage]
     plan: Plan
-    contents: list[str] = field(default_factory=list)  # prompt contents of the reranked head
+    contents: list[str | None] = field(default_factory=list)  # prompt contents of the head, None until prepared
     windows: list[WindowTrace] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.contents = [None] * self.plan.n
+
+    def unprepared(self, windows: Sequence[Sequence[int]]) -> list[int]:
+        """The passages of ``windows`` whose prompt contents are not made yet, in head order."""
+        return sorted({i for window in windows for i in window if self.contents[i] is None})
 
     @property
     def head(self) -> Sequence[Passage]:

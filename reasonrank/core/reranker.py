@@ -214,18 +214,21 @@ class Reranker:
 
         call = self._start(queries, passages_per_query, deadline, on_window)
         try:
-            steps = self._prepare_contents(call.queries)
-            reply: Any = None
-            try:
-                while True:
-                    _, texts = steps.send(reply)
-                    reply = await self.backend.atruncate(texts, self.max_passage_tokens)
-            except StopIteration:
-                pass
             await run_call(self, call)
             return call.results()
         finally:
             call.close()
+
+    async def _aprepare(self, work: list[tuple[QueryState, list[int]]]) -> None:
+        """:meth:`_prepare` with the backend's async truncation."""
+        steps = self._prepare(work)
+        reply: Any = None
+        try:
+            while True:
+                _, texts = steps.send(reply)
+                reply = await self.backend.atruncate(texts, self.max_passage_tokens)
+        except StopIteration:
+            pass
 
     def _start(self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]],
                deadline: float | None, on_window: WindowCallback | None) -> CallState:  # fmt: skip
@@ -240,8 +243,10 @@ class Reranker:
 
     # ------------------------------------------------------------------ the sync driver (no I/O)
     def _drive(self, call: CallState) -> Generator[_Step, Any, None]:
-        """Round by round, the ready windows of every query in one ``generate`` step."""
-        yield from self._prepare_contents(call.queries)
+        """Round by round, the ready windows of every query in one ``generate`` step.
+
+        The passages a round shows for the first time are prepared (one truncation batch) just before it.
+        """
         while due := [(query, query.plan.pending()) for query in call.queries if not query.plan.done]:
             if not call.stopped and call.expired():
                 call.stop(DEADLINE)
@@ -249,6 +254,7 @@ class Reranker:
                 for query, windows in due:
                     call.skip(query, windows)
                 return
+            yield from self._prepare([(query, query.unprepared(windows)) for query, windows in due])
             batch = [(query, window, request) for query, windows in due
                      for window, request in zip(windows, self._requests(query, windows))]  # fmt: skip
             completions = yield ("generate", [request for _, _, request in batch])
@@ -284,11 +290,16 @@ class Reranker:
             jobs.append(QueryState(qi, query, passages, self.strategy.plan(min(self.depth, len(passages)))))
         return jobs
 
-    def _prepare_contents(self, jobs: list[QueryState]) -> Generator[_Step, Any, None]:
-        """Prompt contents of every query's head, truncated in one batch (skipped when no window is due)."""
-        heads = [passage for job in jobs for passage in job.head]
-        due = any(job.plan.pending() for job in jobs)
-        steps = passage_contents(heads, self.max_passage_tokens if due else None)
+    def _prepare(self, work: list[tuple[QueryState, list[int]]]) -> Generator[_Step, Any, None]:
+        """Prompt contents of the given head passages of each query, truncated in one batch.
+
+        Contents are made when a window first shows a passage (so the first windows leave before the
+        other passages are cleaned, and a call stopped early cleans only what it showed), once per query.
+        """
+        passages = [query.head[i] for query, indices in work for i in indices]
+        if not passages:
+            return
+        steps = passage_contents(passages, self.max_passage_tokens)
         try:
             texts = next(steps)
             while True:
@@ -298,19 +309,21 @@ class Reranker:
                 texts = steps.send(truncated)
         except StopIteration as done:
             contents = iter(done.value)
-        for job in jobs:
-            job.contents = [next(contents) for _ in range(job.plan.n)]
+        for query, indices in work:
+            for i in indices:
+                query.contents[i] = next(contents)
 
     def _requests(self, query: QueryState, windows: list[list[int]]) -> list[ChatRequest]:
         """The chat requests of a query's ready windows (tagged for errors and traces)."""
-        return [
-            ChatRequest(
-                messages=build_messages(query.query, [query.contents[i] for i in window], self.prompt_mode),
-                sampling=self.sampling,
-                tag=f"query {query.index} round {query.plan.rounds} window {k}",
-            )
-            for k, window in enumerate(windows)
-        ]
+        return [self._request(query, k, window) for k, window in enumerate(windows)]
+
+    def _request(self, query: QueryState, k: int, window: list[int]) -> ChatRequest:
+        """The chat request of window ``k`` of a query's round; its passages' contents must be prepared."""
+        return ChatRequest(
+            messages=build_messages(query.query, [query.contents[i] for i in window], self.prompt_mode),  # type: ignore[misc]
+            sampling=self.sampling,
+            tag=f"query {query.index} round {query.plan.rounds} window {k}",
+        )
 
     def _read(self, query: QueryState, window: list[int], request: ChatRequest, done: Completion):
         return read_window(query, window, request, done, direct=self.prompt_mode is PromptMode.DIRECT,

@@ -15,6 +15,7 @@ The sync path runs this engine too for backends of independent requests (HTTP): 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import weakref
@@ -23,7 +24,8 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from reasonrank.core.backends.base import Backend, accepts_deadline
+from reasonrank.core.backends.base import Backend, accepts_deadline, on_wire_callback
+from reasonrank.core.cache import MemoryCache
 from reasonrank.core.driver import DEADLINE, CallState, QueryState
 from reasonrank.core.types import BackendError, ChatRequest, Completion
 
@@ -40,8 +42,14 @@ class _Item:
     request: ChatRequest
     deadline: float | None
     future: asyncio.Future
+    handed: asyncio.Future | None = None  # done once the window is queued or on the wire
     batch: list[_Item] = field(default_factory=list)
     task: asyncio.Task | None = None
+
+
+def _resolve(future: asyncio.Future | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def independent_requests(backend: Backend) -> bool:
@@ -108,15 +116,23 @@ class Dispatcher:
         self.slots: int = backend.concurrency if independent else 1  # type: ignore[assignment]
         self.max_batch: int | None = 1 if independent else None
         self.running = 0
+        #: held by a query from reading a window to sending the next (see :func:`_run_query`)
+        self.turn = asyncio.Lock() if independent else None
         self._queue: deque[_Item] = deque()
         self._pump_due = False
         self._with_deadline = accepts_deadline(backend.agenerate)
+        self._reports_on_wire = bool(getattr(backend, "reports_on_wire", False))
 
-    def submit(self, request: ChatRequest, deadline: float | None) -> asyncio.Future:
-        """A future of the window's :class:`Completion`; cancel it to withdraw the window."""
-        item = _Item(request, deadline, asyncio.get_running_loop().create_future())
+    def submit(self, request: ChatRequest, deadline: float | None, handed: asyncio.Future | None = None) -> asyncio.Future:
+        """A future of the window's :class:`Completion`; cancel it to withdraw the window.
+
+        ``handed`` is resolved once the window waits behind busy slots or its request has left.
+        """
+        item = _Item(request, deadline, asyncio.get_running_loop().create_future(), handed)
         item.future.add_done_callback(lambda _: self._withdrawn(item))
         self._queue.append(item)
+        if self.running + len(self._queue) > self.slots:  # it waits for a slot: handed to the queue
+            _resolve(handed)
         if not self._pump_due:  # on the next turn of the loop: the windows submitted together go together
             self._pump_due = True
             asyncio.get_running_loop().call_soon(self._pump)
@@ -143,6 +159,14 @@ class Dispatcher:
             item.task.cancel()
 
     async def _run(self, batch: list[_Item]) -> None:
+        def handed() -> None:
+            for item in batch:
+                _resolve(item.handed)
+
+        if self._reports_on_wire:
+            on_wire_callback.set(handed)  # (this task's own context)
+        else:
+            handed()
         try:
             completions = await self._generate([item.request for item in batch], _batch_deadline(batch))
             if len(completions) != len(batch):
@@ -159,6 +183,7 @@ class Dispatcher:
                 if not item.future.done():
                     item.future.set_exception(err)
         finally:
+            handed()
             self.running -= 1
             self._pump()
 
@@ -216,21 +241,44 @@ async def run_call(reranker: Reranker, call: CallState) -> None:
 
 
 async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_flight: set) -> None:
-    """Step one query's plan: send its ready windows, read each as it returns, then the next round."""
+    """Step one query's plan: send its ready windows, read each as it returns, then the next round.
+
+    A window's passages are prepared (cleaned, truncated) just before it is sent. With a backend of
+    independent requests, the work from taking a window to its request leaving is one query's at a
+    time (the dispatcher's ``turn``, held until the request is on the wire or queued). Without it the
+    event loop interleaves every query's steps: when many windows return together, each next window
+    would leave only once all of them had been prepared, and every round would lose the whole burst.
+    """
+    loop = asyncio.get_running_loop()
+    dispatcher = dispatcher_for(reranker.backend)
     while windows := query.plan.pending():
         if not call.stopped and call.expired():
             call.stop(DEADLINE)
         if call.stopped:
             call.skip(query, windows)
             return
-        requests = reranker._requests(query, windows)
         traced = len(query.windows)
-        futures = [asyncio.ensure_future(_window(reranker, call, request)) for request in requests]
-        in_flight.update(futures)
-        position = {future: k for k, future in enumerate(futures)}
-        rankings: list[list[int] | None] = [None] * len(windows)
-        pending: set[Any] = set(futures)
+        requests: list[ChatRequest] = []
+        futures: list[asyncio.Future] = []
         try:
+            for k, window in enumerate(windows):
+                async with dispatcher.turn or contextlib.nullcontext():
+                    if not call.stopped:
+                        await reranker._aprepare([(query, query.unprepared([window]))])
+                    if call.stopped:  # not sent: read as skipped, like a window cancelled in flight
+                        requests.append(ChatRequest(messages=[], sampling=reranker.sampling, tag=f"window {k}"))
+                        futures.append(loop.create_future())
+                        futures[-1].cancel()
+                        continue
+                    requests.append(reranker._request(query, k, window))
+                    handed = loop.create_future()
+                    futures.append(asyncio.ensure_future(_window(reranker, call, dispatcher, requests[-1], handed)))
+                    in_flight.add(futures[-1])
+                    if dispatcher.turn is not None:
+                        await asyncio.wait((handed, futures[-1]), return_when=asyncio.FIRST_COMPLETED)
+            position = {future: k for k, future in enumerate(futures)}
+            rankings: list[list[int] | None] = [None] * len(windows)
+            pending: set[Any] = set(futures)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for future in done:
@@ -261,14 +309,23 @@ def _read(reranker: Reranker, call: CallState, query: QueryState, window: list[i
     return local
 
 
-async def _window(reranker: Reranker, call: CallState, request: ChatRequest) -> Completion:
-    """One window: from the cache, else from the backend through its dispatcher (then stored)."""
-    key = await reranker._acache_key(request)
-    if key is not None:
-        cached = await reranker._acache_get(key)
-        if cached is not None:
-            return cached
-    completion = await dispatcher_for(reranker.backend).submit(request, call.deadline)
-    if key is not None:
-        await reranker._acache_set(key, completion)
-    return completion
+async def _window(reranker: Reranker, call: CallState, dispatcher: Dispatcher, request: ChatRequest,
+                  handed: asyncio.Future) -> Completion:  # fmt: skip
+    """One window: from the cache, else from the backend through its dispatcher (then stored).
+
+    ``handed`` is resolved once the window needs no more of the turn: on the wire, queued, or answered.
+    """
+    try:
+        key = await reranker._acache_key(request)
+        if key is not None:
+            if not isinstance(reranker.cache, MemoryCache):  # no turn held across the cache's I/O
+                _resolve(handed)
+            cached = await reranker._acache_get(key)
+            if cached is not None:
+                return cached
+        completion = await dispatcher.submit(request, call.deadline, handed)
+        if key is not None:
+            await reranker._acache_set(key, completion)
+        return completion
+    finally:
+        _resolve(handed)

@@ -325,6 +325,51 @@ def test_sync_batches_on_an_http_like_backend_run_the_same_per_query_engine():
     assert loop_thread.loop.is_closed() and not loop_thread.thread.is_alive()
 
 
+@pytest.mark.parametrize("concurrency", [8, 1])
+def test_each_window_is_on_the_wire_before_the_next_one_is_prepared(monkeypatch, concurrency):
+    """The turn: when windows return together, each query's next window leaves before the next is made."""
+    from reasonrank.core.backends import runners
+
+    events = []
+    on_wire = runners.request_on_wire
+    monkeypatch.setattr(runners, "request_on_wire", lambda: (events.append("wire"), on_wire()))
+    passages = [f"passage {i} about topic {i % 7}" for i in range(40)]
+    with RankingServer(latency=0.02) as server:
+        rr = Reranker("m", base_url=server.base_url, concurrency=concurrency, window_size=10, step=5)
+        prepare = rr._aprepare
+
+        async def counted(work):
+            events.append("prepare")
+            await prepare(work)
+
+        rr._aprepare = counted
+        results = asyncio.run(rr.arerank_batch(["topic 1", "topic 2", "topic 3"], [passages] * 3))
+        assert all(r.complete for r in results) and server.max_in_flight <= concurrency
+    assert events.count("prepare") == 3 * 7  # one per window
+    if concurrency == 8:  # no window waits for a slot: prepare, on the wire, prepare, on the wire, ...
+        compact = [e for k, e in enumerate(events) if not (e == "wire" and events[k - 1] == "wire")]
+        assert compact == ["prepare", "wire"] * 21
+
+
+def test_the_first_window_leaves_once_its_own_passages_are_prepared(monkeypatch):
+    from reasonrank.core import passages as passages_module
+
+    cleaned = []
+    fix = passages_module.fix_text
+    monkeypatch.setattr(passages_module, "fix_text", lambda text, *a, **k: (cleaned.append(text), fix(text, *a, **k))[1])
+    seen_at_call = []
+
+    def rank(query, texts):
+        seen_at_call.append(len(cleaned))
+        return list(range(len(texts)))
+
+    for concurrency in (None, 4):  # the sync driver (round by round) and the async engine
+        cleaned.clear(), seen_at_call.clear()
+        Reranker(backend=FunctionBackend(rank, concurrency=concurrency)).rerank("q", [f"p{i}" for i in range(100)])
+        assert seen_at_call == [20, 30, 40, 50, 60, 70, 80, 90, 100]  # back to front, 10 new passages a window
+        assert sorted(cleaned) == sorted(f"p{i}" for i in range(100))  # each once
+
+
 def test_the_loop_thread_is_a_daemon_so_an_unclosed_reranker_lets_the_interpreter_exit():
     code = (
         "from reasonrank import Reranker\n"

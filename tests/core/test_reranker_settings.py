@@ -101,13 +101,18 @@ class CountingBackend(FunctionBackend):
         return super().truncate(texts, max_tokens)
 
 
-def test_all_queries_heads_are_truncated_in_one_batch():
+def test_each_round_prepares_the_passages_it_shows_first_in_one_batch():
     backend = CountingBackend()
     passages = [[f"q{q} passage {i} [{i}]" for i in range(n)] for q, n in enumerate([30, 5, 1])]
     Reranker(backend=backend, depth=20).rerank_batch(["a", "b", "c"], passages)
-    assert backend.truncated == [[p for ps in passages for p in ps[:20]]]
+    # one 20-passage window for q0, one of 5 for q1, none for q2 (a single passage is not ranked)
+    assert backend.truncated == [passages[0][:20] + passages[1]]
+    backend = CountingBackend()
+    Reranker(backend=backend, depth=30, window_size=10, step=5).rerank_batch(["a", "b"], passages[:2])
+    # back to front: q0's windows 20-30, 15-25, ..., each round only the passages not shown before
+    assert backend.truncated == [passages[0][20:30] + passages[1]] + [passages[0][i : i + 5] for i in (15, 10, 5, 0)]
     user = backend.calls[0][0].messages[1]["content"]
-    assert "[1] q0 passage 0 (0)\n" in user  # cleaned, truncated, then ids escaped
+    assert "[1] q0 passage 20 (20)\n" in user  # cleaned, truncated, then ids escaped
     backend = CountingBackend()
     Reranker(backend=backend).rerank_batch(["a"], [["only one"]])  # no window due: nothing to truncate
     assert backend.truncated == [] and backend.calls == []

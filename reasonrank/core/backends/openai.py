@@ -120,6 +120,7 @@ class OpenAIBackend(Backend):
     """
 
     kind = "openai"
+    reports_on_wire = True
 
     def __init__(
         self,

@@ -24,7 +24,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from reasonrank.core.backends.base import Backend, accepts_deadline, on_wire_callback
+from reasonrank.core.backends.base import Backend, accepts_deadline
 from reasonrank.core.cache import MemoryCache
 from reasonrank.core.driver import DEADLINE, CallState, QueryState
 from reasonrank.core.types import BackendError, ChatRequest, Completion
@@ -42,7 +42,7 @@ class _Item:
     request: ChatRequest
     deadline: float | None
     future: asyncio.Future
-    handed: asyncio.Future | None = None  # done once the window is queued or on the wire
+    handed: asyncio.Future | None = None  # done once the window waits for a slot or its request has started
     batch: list[_Item] = field(default_factory=list)
     task: asyncio.Task | None = None
 
@@ -116,24 +116,25 @@ class Dispatcher:
         self.slots: int = backend.concurrency if independent else 1  # type: ignore[assignment]
         self.max_batch: int | None = 1 if independent else None
         self.running = 0
-        #: held by a query from reading a window to sending the next (see :func:`_run_query`)
+        #: held by a query from preparing a window to its request starting (see :func:`_run_query`)
         self.turn = asyncio.Lock() if independent else None
         self._queue: deque[_Item] = deque()
         self._pump_due = False
         self._with_deadline = accepts_deadline(backend.agenerate)
-        self._reports_on_wire = bool(getattr(backend, "reports_on_wire", False))
 
     def submit(self, request: ChatRequest, deadline: float | None, handed: asyncio.Future | None = None) -> asyncio.Future:
         """A future of the window's :class:`Completion`; cancel it to withdraw the window.
 
-        ``handed`` is resolved once the window waits behind busy slots or its request has left.
+        ``handed`` is resolved once the window waits for a slot or its backend call has started.
         """
         item = _Item(request, deadline, asyncio.get_running_loop().create_future(), handed)
         item.future.add_done_callback(lambda _: self._withdrawn(item))
         self._queue.append(item)
         if self.running + len(self._queue) > self.slots:  # it waits for a slot: handed to the queue
             _resolve(handed)
-        if not self._pump_due:  # on the next turn of the loop: the windows submitted together go together
+        if self.max_batch == 1 and self.running < self.slots:  # single requests: no need to wait for company
+            self._pump()
+        elif not self._pump_due:  # on the next turn of the loop: the windows submitted together go together
             self._pump_due = True
             asyncio.get_running_loop().call_soon(self._pump)
         return item.future
@@ -159,14 +160,8 @@ class Dispatcher:
             item.task.cancel()
 
     async def _run(self, batch: list[_Item]) -> None:
-        def handed() -> None:
-            for item in batch:
-                _resolve(item.handed)
-
-        if self._reports_on_wire:
-            on_wire_callback.set(handed)  # (this task's own context)
-        else:
-            handed()
+        for item in batch:
+            _resolve(item.handed)
         try:
             completions = await self._generate([item.request for item in batch], _batch_deadline(batch))
             if len(completions) != len(batch):
@@ -183,7 +178,6 @@ class Dispatcher:
                 if not item.future.done():
                     item.future.set_exception(err)
         finally:
-            handed()
             self.running -= 1
             self._pump()
 
@@ -244,10 +238,10 @@ async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_
     """Step one query's plan: send its ready windows, read each as it returns, then the next round.
 
     A window's passages are prepared (cleaned, truncated) just before it is sent. With a backend of
-    independent requests, the work from taking a window to its request leaving is one query's at a
-    time (the dispatcher's ``turn``, held until the request is on the wire or queued). Without it the
-    event loop interleaves every query's steps: when many windows return together, each next window
-    would leave only once all of them had been prepared, and every round would lose the whole burst.
+    independent requests, preparing a window and starting its request is one query's work at a time
+    (the dispatcher's ``turn``). Without it the event loop interleaves every query's steps: when many
+    windows return together, each next window would leave only once all of them had been prepared,
+    and every round would lose the whole burst.
     """
     loop = asyncio.get_running_loop()
     dispatcher = dispatcher_for(reranker.backend)
@@ -272,7 +266,10 @@ async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_
                         continue
                     requests.append(reranker._request(query, k, window))
                     handed = loop.create_future()
-                    futures.append(asyncio.ensure_future(_window(reranker, call, dispatcher, requests[-1], handed)))
+                    if reranker.cache is None:  # straight to the dispatcher
+                        futures.append(dispatcher.submit(requests[-1], call.deadline, handed))
+                    else:
+                        futures.append(asyncio.ensure_future(_window(reranker, call, dispatcher, requests[-1], handed)))
                     in_flight.add(futures[-1])
                     if dispatcher.turn is not None:
                         await asyncio.wait((handed, futures[-1]), return_when=asyncio.FIRST_COMPLETED)
@@ -313,7 +310,7 @@ async def _window(reranker: Reranker, call: CallState, dispatcher: Dispatcher, r
                   handed: asyncio.Future) -> Completion:  # fmt: skip
     """One window: from the cache, else from the backend through its dispatcher (then stored).
 
-    ``handed`` is resolved once the window needs no more of the turn: on the wire, queued, or answered.
+    ``handed`` is resolved once the window needs no more of the turn: its request started, queued, or answered.
     """
     try:
         key = await reranker._acache_key(request)

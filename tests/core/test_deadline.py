@@ -326,29 +326,28 @@ def test_sync_batches_on_an_http_like_backend_run_the_same_per_query_engine():
 
 
 @pytest.mark.parametrize("concurrency", [8, 1])
-def test_each_window_is_on_the_wire_before_the_next_one_is_prepared(monkeypatch, concurrency):
+def test_each_window_starts_its_request_before_the_next_one_is_prepared(concurrency):
     """The turn: when windows return together, each query's next window leaves before the next is made."""
-    from reasonrank.core.backends import runners
-
     events = []
-    on_wire = runners.request_on_wire
-    monkeypatch.setattr(runners, "request_on_wire", lambda: (events.append("wire"), on_wire()))
     passages = [f"passage {i} about topic {i % 7}" for i in range(40)]
     with RankingServer(latency=0.02) as server:
         rr = Reranker("m", base_url=server.base_url, concurrency=concurrency, window_size=10, step=5)
-        prepare = rr._aprepare
+        prepare, generate = rr._aprepare, rr.backend.agenerate
 
-        async def counted(work):
+        async def counted_prepare(work):
             events.append("prepare")
             await prepare(work)
 
-        rr._aprepare = counted
+        async def counted_generate(requests, *, deadline=None):
+            events.append("request")
+            return await generate(requests, deadline=deadline)
+
+        rr._aprepare, rr.backend.agenerate = counted_prepare, counted_generate
         results = asyncio.run(rr.arerank_batch(["topic 1", "topic 2", "topic 3"], [passages] * 3))
         assert all(r.complete for r in results) and server.max_in_flight <= concurrency
-    assert events.count("prepare") == 3 * 7  # one per window
-    if concurrency == 8:  # no window waits for a slot: prepare, on the wire, prepare, on the wire, ...
-        compact = [e for k, e in enumerate(events) if not (e == "wire" and events[k - 1] == "wire")]
-        assert compact == ["prepare", "wire"] * 21
+    assert events.count("prepare") == events.count("request") == 3 * 7  # one per window
+    if concurrency == 8:  # no window waits for a slot: prepare, request, prepare, request, ...
+        assert events == ["prepare", "request"] * 21
 
 
 def test_the_first_window_leaves_once_its_own_passages_are_prepared(monkeypatch):

@@ -6,20 +6,11 @@ import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import Any
 
 from reasonrank.core.types import ChatRequest, Completion
 
-__all__ = [
-    "Backend",
-    "DEADLINE_EXCEEDED",
-    "accepts_deadline",
-    "on_wire_callback",
-    "request_on_wire",
-    "skipped_completion",
-    "word_truncate",
-]
+__all__ = ["Backend", "DEADLINE_EXCEEDED", "accepts_deadline", "skipped_completion", "word_truncate"]
 
 #: the error of a request cut by its deadline (a Completion with status "skipped")
 DEADLINE_EXCEEDED = "deadline exceeded"
@@ -42,22 +33,6 @@ def _accepts_deadline(function: Callable[..., Any]) -> bool:
     except (TypeError, ValueError):
         return False
     return any(p.name == "deadline" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-
-
-#: set by the async engine around an ``agenerate`` call of a backend that ``reports_on_wire``
-on_wire_callback: ContextVar[Callable[[], None] | None] = ContextVar("reasonrank_on_wire", default=None)
-
-
-def request_on_wire() -> None:
-    """Called by a backend's ``agenerate`` once its request has left (or waits on the network to connect).
-
-    The async engine then lets the next window's CPU work (parsing, cleaning, the prompt) start: it
-    serializes that work so that each window leaves as soon as it is ready (see
-    :mod:`reasonrank.core.scheduler`). A no-op outside the engine.
-    """
-    callback = on_wire_callback.get()
-    if callback is not None:
-        callback()
 
 
 def word_truncate(text: str, max_words: int) -> str:
@@ -88,9 +63,6 @@ class Backend(ABC):
     #: requests it serves at once, each independently (an HTTP client's limit); None: a local backend
     #: that batches, to which the async engine sends one batch at a time
     concurrency: int | None = None
-    #: whether ``agenerate`` calls :func:`request_on_wire` when a request has left (the openai backend
-    #: does); otherwise the engine treats a request as gone when ``agenerate`` is called
-    reports_on_wire: ClassVar[bool] = False
 
     @property
     def name(self) -> str:

@@ -120,7 +120,6 @@ class OpenAIBackend(Backend):
     """
 
     kind = "openai"
-    reports_on_wire = True
 
     def __init__(
         self,
@@ -276,6 +275,8 @@ class OpenAIBackend(Backend):
         return list(self._pool().map(self._run, exchanges))
 
     async def _arun_all(self, exchanges: list[Steps[T]]) -> list[T]:
+        if len(exchanges) == 1:  # the async engine's case: no task to gather
+            return [await self._arun(exchanges[0])]
         return list(await asyncio.gather(*(self._arun(e) for e in exchanges)))
 
     # ------------------------------------------------------------------ exchanges (no I/O)

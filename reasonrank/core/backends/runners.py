@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from reasonrank.core.backends.base import on_wire_callback, request_on_wire
 from reasonrank.core.backends.http import Call, DeadlineExceeded, ResponseTooLarge, Sleep, Steps
 
 __all__ = [
@@ -158,17 +157,8 @@ def request(client: httpx.Client, call: Call) -> tuple[httpx.Response | Exceptio
     return result, body.elapsed()
 
 
-async def _on_wire_trace(event: str, info: dict[str, Any]) -> None:
-    """httpcore's trace hook: the request has been sent, or its connection is being opened."""
-    if event.endswith(("receive_response_headers.started", "connect_tcp.started")):
-        request_on_wire()
-
-
 async def _aread(client: httpx.AsyncClient, call: Call, body: _Body, seconds: float | None) -> httpx.Response:
-    extensions = {"trace": _on_wire_trace} if on_wire_callback.get() is not None else None
-    async with client.stream(
-        call.method, call.url, json=call.json, timeout=_timeouts(call, seconds), extensions=extensions
-    ) as response:
+    async with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, seconds)) as response:
         _check_length(response, body.max_bytes)
         async for chunk in response.aiter_bytes():
             body.add(chunk)

@@ -122,7 +122,9 @@ class Dispatcher:
         self._pump_due = False
         self._with_deadline = accepts_deadline(backend.agenerate)
 
-    def submit(self, request: ChatRequest, deadline: float | None, handed: asyncio.Future | None = None) -> asyncio.Future:
+    def submit(
+        self, request: ChatRequest, deadline: float | None, handed: asyncio.Future | None = None
+    ) -> asyncio.Future:
         """A future of the window's :class:`Completion`; cancel it to withdraw the window.
 
         ``handed`` is resolved once the window waits for a slot or its backend call has started.
@@ -243,7 +245,6 @@ async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_
     windows return together, each next window would leave only once all of them had been prepared,
     and every round would lose the whole burst.
     """
-    loop = asyncio.get_running_loop()
     dispatcher = dispatcher_for(reranker.backend)
     while windows := query.plan.pending():
         if not call.stopped and call.expired():
@@ -256,23 +257,9 @@ async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_
         futures: list[asyncio.Future] = []
         try:
             for k, window in enumerate(windows):
-                async with dispatcher.turn or contextlib.nullcontext():
-                    if not call.stopped:
-                        await reranker._aprepare([(query, query.unprepared([window]))])
-                    if call.stopped:  # not sent: read as skipped, like a window cancelled in flight
-                        requests.append(ChatRequest(messages=[], sampling=reranker.sampling, tag=f"window {k}"))
-                        futures.append(loop.create_future())
-                        futures[-1].cancel()
-                        continue
-                    requests.append(reranker._request(query, k, window))
-                    handed = loop.create_future()
-                    if reranker.cache is None:  # straight to the dispatcher
-                        futures.append(dispatcher.submit(requests[-1], call.deadline, handed))
-                    else:
-                        futures.append(asyncio.ensure_future(_window(reranker, call, dispatcher, requests[-1], handed)))
-                    in_flight.add(futures[-1])
-                    if dispatcher.turn is not None:
-                        await asyncio.wait((handed, futures[-1]), return_when=asyncio.FIRST_COMPLETED)
+                request, future = await _send(reranker, call, dispatcher, query, k, window, in_flight)
+                requests.append(request)
+                futures.append(future)
             position = {future: k for k, future in enumerate(futures)}
             rankings: list[list[int] | None] = [None] * len(windows)
             pending: set[Any] = set(futures)
@@ -290,6 +277,35 @@ async def _run_query(reranker: Reranker, call: CallState, query: QueryState, in_
         # traces in window order, as the sync driver keeps them (they were recorded as windows returned)
         query.windows[traced:] = sorted(query.windows[traced:], key=lambda trace: windows.index(trace.passages))
         query.finish_round(rankings)
+
+
+async def _send(reranker: Reranker, call: CallState, dispatcher: Dispatcher, query: QueryState, k: int,
+                window: list[int], in_flight: set) -> tuple[ChatRequest, asyncio.Future]:  # fmt: skip
+    """Prepare window ``k`` of the query's round and send it: its request and the future of its completion
+    (in ``in_flight`` from the start, so that a stop cancels it).
+
+    A window not sent because the call stopped gets a cancelled future (read as skipped).
+    """
+    loop = asyncio.get_running_loop()
+    if dispatcher.turn is not None and reranker.backend.truncation_waits and not call.stopped:
+        await reranker._aprepare([(query, query.unprepared([window]))])  # no turn held while waiting on I/O
+    async with dispatcher.turn or contextlib.nullcontext():
+        if not call.stopped:
+            await reranker._aprepare([(query, query.unprepared([window]))])
+        if call.stopped:
+            cancelled = loop.create_future()
+            cancelled.cancel()
+            return ChatRequest(messages=[], sampling=reranker.sampling, tag=f"window {k}"), cancelled
+        request = reranker._request(query, k, window)
+        handed = loop.create_future()
+        if reranker.cache is None:  # straight to the dispatcher
+            future = dispatcher.submit(request, call.deadline, handed)
+        else:
+            future = asyncio.ensure_future(_window(reranker, call, dispatcher, request, handed))
+        in_flight.add(future)
+        if dispatcher.turn is not None:  # the turn is held until the request has started (or waits for a slot)
+            await asyncio.wait((handed, future), return_when=asyncio.FIRST_COMPLETED)
+        return request, future
 
 
 def _read(reranker: Reranker, call: CallState, query: QueryState, window: list[int], request: ChatRequest,

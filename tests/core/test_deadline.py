@@ -331,7 +331,8 @@ def test_each_window_starts_its_request_before_the_next_one_is_prepared(concurre
     events = []
     passages = [f"passage {i} about topic {i % 7}" for i in range(40)]
     with RankingServer(latency=0.02) as server:
-        rr = Reranker("m", base_url=server.base_url, concurrency=concurrency, window_size=10, step=5)
+        rr = Reranker("m", base_url=server.base_url, concurrency=concurrency, window_size=10, step=5,
+                      truncation="words")  # fmt: skip
         prepare, generate = rr._aprepare, rr.backend.agenerate
 
         async def counted_prepare(work):
@@ -350,12 +351,36 @@ def test_each_window_starts_its_request_before_the_next_one_is_prepared(concurre
         assert events == ["prepare", "request"] * 21
 
 
+def test_no_turn_is_held_while_a_tokenizer_server_truncates():
+    active, most = [0], [0]
+    passages = [f"passage {i} about topic {i % 7} " + "word " * 30 for i in range(40)]
+    with RankingServer(tokenize=True) as server:
+        rr = Reranker("m", base_url=server.base_url, truncation="server", max_passage_tokens=8)
+        truncate = rr.backend.atruncate
+
+        async def counted(texts, max_tokens):
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            try:
+                return await truncate(texts, max_tokens)
+            finally:
+                active[0] -= 1
+
+        rr.backend.atruncate = counted
+        results = asyncio.run(rr.arerank_batch(["topic 1", "topic 2", "topic 3"], [passages] * 3))
+        prompts = [r["messages"][1]["content"] for r in server.chat_requests]
+    assert all(r.complete for r in results) and most[0] == 3  # the three queries' /tokenize calls overlap
+    assert len(prompts) == 3 * 3 and not any("word " * 10 in p for p in prompts)  # and the passages were cut
+
+
 def test_the_first_window_leaves_once_its_own_passages_are_prepared(monkeypatch):
     from reasonrank.core import passages as passages_module
 
     cleaned = []
     fix = passages_module.fix_text
-    monkeypatch.setattr(passages_module, "fix_text", lambda text, *a, **k: (cleaned.append(text), fix(text, *a, **k))[1])
+    monkeypatch.setattr(
+        passages_module, "fix_text", lambda text, *a, **k: (cleaned.append(text), fix(text, *a, **k))[1]
+    )
     seen_at_call = []
 
     def rank(query, texts):

@@ -65,6 +65,12 @@ class Backend(ABC):
     concurrency: int | None = None
 
     @property
+    def truncation_waits(self) -> bool:
+        """Whether ``atruncate`` waits on I/O (a tokenizer server): the async engine then lets other
+        queries prepare their windows meanwhile. False: truncation is local CPU work."""
+        return False
+
+    @property
     def name(self) -> str:
         """A short label for traces and errors: ``"<kind>:<model_name>"`` unless set explicitly."""
         explicit = self.__dict__.get("_name")

@@ -296,7 +296,7 @@ class Reranker:
         Contents are made when a window first shows a passage (so the first windows leave before the
         other passages are cleaned, and a call stopped early cleans only what it showed), once per query.
         """
-        passages = [query.head[i] for query, indices in work for i in indices]
+        passages = [query.passages[i] for query, indices in work for i in indices]  # (indices are in the head)
         if not passages:
             return
         steps = passage_contents(passages, self.max_passage_tokens)

@@ -15,12 +15,11 @@ The sync path runs this engine too for backends of independent requests (HTTP): 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 import weakref
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,14 +41,28 @@ class _Item:
     request: ChatRequest
     deadline: float | None
     future: asyncio.Future
-    handed: asyncio.Future | None = None  # done once the window waits for a slot or its request has started
+    handed: Callable[[], None] | None = None  # called once the window waits for a slot or its call starts
     batch: list[_Item] = field(default_factory=list)
     task: asyncio.Task | None = None
 
 
-def _resolve(future: asyncio.Future | None) -> None:
-    if future is not None and not future.done():
-        future.set_result(None)
+def _resolve(handed: Callable[[], None] | None) -> None:
+    if handed is not None:
+        handed()
+
+
+class _Release:
+    """Releases a query's turn, once: when its window's call starts, waits for a slot, or is given up."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self.lock: asyncio.Lock | None = lock
+
+    def __call__(self, *_: Any) -> None:
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()
 
 
 def independent_requests(backend: Backend) -> bool:
@@ -123,11 +136,11 @@ class Dispatcher:
         self._with_deadline = accepts_deadline(backend.agenerate)
 
     def submit(
-        self, request: ChatRequest, deadline: float | None, handed: asyncio.Future | None = None
+        self, request: ChatRequest, deadline: float | None, handed: Callable[[], None] | None = None
     ) -> asyncio.Future:
         """A future of the window's :class:`Completion`; cancel it to withdraw the window.
 
-        ``handed`` is resolved once the window waits for a slot or its backend call has started.
+        ``handed()`` is called once the window waits for a slot or its backend call has started.
         """
         item = _Item(request, deadline, asyncio.get_running_loop().create_future(), handed)
         item.future.add_done_callback(lambda _: self._withdrawn(item))
@@ -162,7 +175,7 @@ class Dispatcher:
             item.task.cancel()
 
     async def _run(self, batch: list[_Item]) -> None:
-        for item in batch:
+        for item in batch:  # the call has started: the next query may take its turn
             _resolve(item.handed)
         try:
             completions = await self._generate([item.request for item in batch], _batch_deadline(batch))
@@ -287,25 +300,32 @@ async def _send(reranker: Reranker, call: CallState, dispatcher: Dispatcher, que
     A window not sent because the call stopped gets a cancelled future (read as skipped).
     """
     loop = asyncio.get_running_loop()
-    if dispatcher.turn is not None and reranker.backend.truncation_waits and not call.stopped:
+    turn = dispatcher.turn
+    if turn is not None and reranker.backend.truncation_waits and not call.stopped:
         await reranker._aprepare([(query, query.unprepared([window]))])  # no turn held while waiting on I/O
-    async with dispatcher.turn or contextlib.nullcontext():
+    if turn is not None:
+        await turn.acquire()
+    release = _Release(turn) if turn is not None else None
+    try:
         if not call.stopped:
             await reranker._aprepare([(query, query.unprepared([window]))])
         if call.stopped:
+            _resolve(release)
             cancelled = loop.create_future()
             cancelled.cancel()
             return ChatRequest(messages=[], sampling=reranker.sampling, tag=f"window {k}"), cancelled
         request = reranker._request(query, k, window)
-        handed = loop.create_future()
         if reranker.cache is None:  # straight to the dispatcher
-            future = dispatcher.submit(request, call.deadline, handed)
+            future = dispatcher.submit(request, call.deadline, release)
         else:
-            future = asyncio.ensure_future(_window(reranker, call, dispatcher, request, handed))
-        in_flight.add(future)
-        if dispatcher.turn is not None:  # the turn is held until the request has started (or waits for a slot)
-            await asyncio.wait((handed, future), return_when=asyncio.FIRST_COMPLETED)
-        return request, future
+            future = asyncio.ensure_future(_window(reranker, call, dispatcher, request, release))
+    except BaseException:
+        _resolve(release)
+        raise
+    in_flight.add(future)
+    if release is not None:
+        future.add_done_callback(release)  # withdrawn before its call started: the turn is still given back
+    return request, future
 
 
 def _read(reranker: Reranker, call: CallState, query: QueryState, window: list[int], request: ChatRequest,
@@ -323,10 +343,10 @@ def _read(reranker: Reranker, call: CallState, query: QueryState, window: list[i
 
 
 async def _window(reranker: Reranker, call: CallState, dispatcher: Dispatcher, request: ChatRequest,
-                  handed: asyncio.Future) -> Completion:  # fmt: skip
+                  handed: Callable[[], None] | None) -> Completion:  # fmt: skip
     """One window: from the cache, else from the backend through its dispatcher (then stored).
 
-    ``handed`` is resolved once the window needs no more of the turn: its request started, queued, or answered.
+    ``handed()`` is called once the window needs no more of the turn: its call started, queued, or answered.
     """
     try:
         key = await reranker._acache_key(request)

@@ -351,6 +351,39 @@ def test_each_window_starts_its_request_before_the_next_one_is_prepared(concurre
         assert events == ["prepare", "request"] * 21
 
 
+@pytest.mark.parametrize("cache", [None, "memory"])
+def test_windows_withdrawn_at_a_deadline_give_their_turn_back(cache):
+    """Queued windows cancelled by a deadline (or a fatal error) must not keep the loop's turn."""
+    backend = FunctionBackend(by_score, latency=0.05, concurrency=1)
+    rr = Reranker(backend=backend, strategy="tournament", cache=cache)
+    queries, passages = [f"q{i}" for i in range(6)], [scored(RELEVANCE)] * 6
+
+    async def main():
+        cut = await rr.arerank_batch(queries, passages, deadline=0.12)
+        return cut, await asyncio.wait_for(rr.arerank_batch(["again"], [scored(RELEVANCE)]), 30)
+
+    cut, (again,) = asyncio.run(main())
+    assert not any(r.complete for r in cut) and again.complete  # a leaked turn would hang the second call
+
+
+def test_a_window_withdrawn_before_its_call_starts_gives_the_turn_back():
+    from reasonrank.core.scheduler import _send, dispatcher_for
+
+    rr = Reranker(backend=FunctionBackend(by_score, concurrency=1))
+    call = rr._start(["q"], [scored(RELEVANCE)], None, None)
+    query = call.queries[0]
+
+    async def main():
+        dispatcher = dispatcher_for(rr.backend)
+        _, future = await _send(rr, call, dispatcher, query, 0, query.plan.pending()[0], set())
+        assert dispatcher.turn.locked()  # its call's task is made but has not started
+        future.cancel()  # withdrawn (a stop) before the call started: its task never runs
+        await asyncio.sleep(0)
+        return dispatcher.turn.locked()
+
+    assert asyncio.run(main()) is False
+
+
 def test_no_turn_is_held_while_a_tokenizer_server_truncates():
     active, most = [0], [0]
     passages = [f"passage {i} about topic {i % 7} " + "word " * 30 for i in range(40)]

@@ -244,13 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
     args = parser.parse_args(argv)
     REPEATS = args.repeats
+    if hasattr(os, "sched_setaffinity"):  # one core, literally (the Rust tokenizer would batch on every core)
+        os.sched_setaffinity(0, {0})
     try:
         import torch
 
         torch.set_num_threads(1)
     except ImportError:
         pass
-    print("core overhead per window (1 thread; Reranker.rerank, 100 candidates, window 20 / step 10, "
+    print("core overhead per window (one CPU; Reranker.rerank, 100 candidates, window 20 / step 10, "
           "max_passage_tokens 512; ftfy caches cleared per query); model time excluded")  # fmt: skip
     datasets = {}
     if args.data.exists():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,6 +88,50 @@ def _head(text: str, max_chars: int) -> str:
     return text if at <= 0 else text[:at]
 
 
+def _fits(text: str, max_tokens: int, by_bytes: bool) -> bool:
+    """Whether ``text`` has fewer than ``max_tokens`` tokens, known without encoding it."""
+    if len(text) >= max_tokens:
+        return False
+    if text.isascii():
+        return True
+    return by_bytes and len(text.encode("utf-8")) < max_tokens and unicodedata.is_normalized("NFC", text)
+
+
+# pre-tokenizers that only split the text (or map each byte to one symbol, ByteLevel)
+_SPLITTING = {"ByteLevel", "Split", "Digits", "Punctuation", "Whitespace", "WhitespaceSplit"}
+
+
+def _at_most_one_token_per_byte(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` encodes an NFC text into at most one token per UTF-8 byte, plus one.
+
+    True for a byte-level BPE (Qwen's, Llama 3's, SmolLM's): its pre-tokenizer maps every byte to one
+    symbol (a prefix space adds one, when ByteLevel is the only step) and only splits otherwise, BPE
+    merges only join symbols, and added
+    tokens each cover at least a character; its normalizer must be none or NFC (which leaves an NFC
+    text as it is). Anything else (WordPiece, SentencePiece with byte fallback, other normalizers) is
+    False, and such texts are encoded.
+    """
+    rust = _rust(tokenizer)
+    if rust is None or type(rust.model).__name__ != "BPE" or rust.pre_tokenizer is None:
+        return False
+    try:
+        pre = json.loads(rust.pre_tokenizer.__getstate__())
+        normalizer = json.loads(rust.normalizer.__getstate__()) if rust.normalizer is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return False
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    kinds = {step.get("type") for step in steps}
+    if "ByteLevel" not in kinds or not kinds <= _SPLITTING:
+        return False
+    # a prefix space is added to each piece the steps before it split off: one in all only when alone
+    if len(steps) > 1 and any(step.get("type") == "ByteLevel" and step.get("add_prefix_space") for step in steps):
+        return False
+    if normalizer is None:
+        return True
+    normalizers = normalizer.get("normalizers", []) if normalizer.get("type") == "Sequence" else [normalizer]
+    return all(step.get("type") == "NFC" for step in normalizers)
+
+
 def truncate_with_tokenizer(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> list[str]:
     """Keep the first ``max_tokens`` tokens of each text and turn them back into text.
 
@@ -100,8 +146,10 @@ def truncate_with_tokenizer(tokenizer: Any, texts: Sequence[str], max_tokens: in
     texts = list(texts)
     # An ASCII text has at most one token per character, plus one for a prefix space (byte-level BPE,
     # SentencePiece BPE/Unigram and WordPiece alike: no normalizer they use lengthens ASCII), so a
-    # short ASCII text is within the budget without encoding it (most of MS MARCO's passages).
-    todo = [i for i, t in enumerate(texts) if not (t.isascii() and len(t) < max_tokens)]
+    # short ASCII text is within the budget without encoding it (most of MS MARCO's passages). A
+    # byte-level BPE makes at most one token per UTF-8 byte, so the same holds for other short texts.
+    by_bytes = _at_most_one_token_per_byte(tokenizer)
+    todo = [i for i, t in enumerate(texts) if not _fits(t, max_tokens, by_bytes)]
     if not todo:
         return texts
     limit = max_tokens * CHARS_PER_TOKEN

@@ -384,3 +384,55 @@ def test_an_ascii_text_has_at_most_a_token_per_character_and_one(real_tokenizers
 
     for tokenizer in real_tokenizers:  # (a text within the budget is kept as it is: it is never decoded)
         assert len(_encode(tokenizer, [text])[0]) <= len(text) + 1
+
+
+# ---------------------------------------------------------------------- short texts are not encoded by a byte-level BPE
+@pytest.fixture(scope="module")
+def byte_level_tokenizers(bpe_tokenizer):
+    """The test BPE (ByteLevel, no normalizer) and a Qwen2-style one (NFC, a regex Split then ByteLevel)."""
+    from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+
+    qwen_style = Tokenizer.from_str(bpe_tokenizer.backend_tokenizer.to_str())
+    qwen_style.normalizer = normalizers.NFC()
+    qwen_style.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+"), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    return [bpe_tokenizer, qwen_style]
+
+
+def test_only_byte_level_bpe_is_bounded_by_bytes(byte_level_tokenizers, real_tokenizers):
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    from reasonrank.core.truncation import _at_most_one_token_per_byte
+
+    assert all(_at_most_one_token_per_byte(t) for t in byte_level_tokenizers)
+    assert not any(_at_most_one_token_per_byte(t) for t in real_tokenizers[1:])  # WordPiece, NFKC Unigram
+    spaced = Tokenizer.from_str(byte_level_tokenizers[1].to_str())  # a prefix space on every split piece
+    spaced.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=True)]
+    )
+    assert len(_encode_ids(spaced, "00")) > len(b"00") + 1 and not _at_most_one_token_per_byte(spaced)
+
+
+def _encode_ids(tokenizer, text):
+    from reasonrank.core.truncation import _encode
+
+    return _encode(tokenizer, [text])[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=120))
+def test_a_byte_level_bpe_makes_at_most_a_token_per_utf8_byte_and_one(byte_level_tokenizers, text):
+    """Why ``truncate_with_tokenizer`` returns a short NFC text without encoding it, for such tokenizers."""
+    import unicodedata
+
+    from reasonrank.core.truncation import _encode, truncate_with_tokenizer
+
+    text = unicodedata.normalize("NFC", text)  # (cleaned passages are: ftfy normalizes to NFC)
+    for tokenizer in byte_level_tokenizers:
+        assert len(_encode(tokenizer, [text])[0]) <= len(text.encode("utf-8")) + 1
+        budget = len(text.encode("utf-8")) + 1
+        assert truncate_with_tokenizer(tokenizer, [text], budget) == [text]  # kept whole, never decoded

@@ -45,7 +45,7 @@ class QueryState:
     query: str
     passages: Sequence[Passage]
     plan: Plan
-    contents: list[str | None] = field(default_factory=list)  # prompt contents of the head, None until prepared
+    contents: list[str | None] = field(init=False)  # prompt contents of the head, None until prepared
     windows: list[WindowTrace] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -301,13 +301,14 @@ async def _send(reranker: Reranker, call: CallState, dispatcher: Dispatcher, que
     """
     loop = asyncio.get_running_loop()
     turn = dispatcher.turn
-    if turn is not None and reranker.backend.truncation_waits and not call.stopped:
-        await reranker._aprepare([(query, query.unprepared([window]))])  # no turn held while waiting on I/O
+    waits = turn is not None and reranker.backend.truncation_waits  # no turn held while waiting on I/O
+    if waits and not call.stopped:
+        await reranker._aprepare([(query, query.unprepared([window]))])
     if turn is not None:
         await turn.acquire()
     release = _Release(turn) if turn is not None else None
     try:
-        if not call.stopped:
+        if not waits and not call.stopped:
             await reranker._aprepare([(query, query.unprepared([window]))])
         if call.stopped:
             _resolve(release)
@@ -346,19 +347,17 @@ async def _window(reranker: Reranker, call: CallState, dispatcher: Dispatcher, r
                   handed: Callable[[], None] | None) -> Completion:  # fmt: skip
     """One window: from the cache, else from the backend through its dispatcher (then stored).
 
-    ``handed()`` is called once the window needs no more of the turn: its call started, queued, or answered.
+    ``handed()`` is called once the window needs no more of the turn: its call started or queued (a hit
+    gives the turn back when this task is done, see :func:`_send`).
     """
-    try:
-        key = await reranker._acache_key(request)
-        if key is not None:
-            if not isinstance(reranker.cache, MemoryCache):  # no turn held across the cache's I/O
-                _resolve(handed)
-            cached = await reranker._acache_get(key)
-            if cached is not None:
-                return cached
-        completion = await dispatcher.submit(request, call.deadline, handed)
-        if key is not None:
-            await reranker._acache_set(key, completion)
-        return completion
-    finally:
-        _resolve(handed)
+    key = await reranker._acache_key(request)
+    if key is not None:
+        if not isinstance(reranker.cache, MemoryCache):  # no turn held across the cache's I/O
+            _resolve(handed)
+        cached = await reranker._acache_get(key)
+        if cached is not None:
+            return cached
+    completion = await dispatcher.submit(request, call.deadline, handed)
+    if key is not None:
+        await reranker._acache_set(key, completion)
+    return completion

@@ -1,17 +1,21 @@
 """Client CPU per HTTP request, by HTTP stack: where the client's time per window goes (issue 13).
 
-The async engine's requests go through an ``httpx.AsyncClient`` (one per connection). This measures
-that path against lighter ones on the same requests: a window-sized chat request (~8 KB of JSON)
+The openai backend's async requests go through an ``httpx.AsyncClient`` (one per connection), or
+with ``http_client="aiohttp"`` through one aiohttp session. This measures both of the package's paths
+and the HTTP stacks under them on the same requests: a window-sized chat request (~8 KB of JSON)
 to the stand-in server of ``client_efficiency.py`` (its own process, answering at once), ``--requests``
 requests over ``--concurrency`` connections, the client pinned to one CPU. Per stack: client CPU
 milliseconds per request (JSON encoding of the request and decoding of the answer included), the
 median of ``--runs`` runs.
 
-- ``httpx.AsyncClient.stream``: what the package uses.
+- reasonrank with each ``http_client``: a loop client's ``send`` (time and size bounds, the answer read
+  into the ``httpx.Response`` the retry policy reads).
+- ``httpx.AsyncClient.stream``: what the default path uses.
 - ``httpx.AsyncHTTPTransport``: the same connection pool without the client layer (URL and header
   merging, auth, redirects, cookies, proxies from the environment).
 - ``httpcore.AsyncConnectionPool``: the pool alone.
-- ``aiohttp.ClientSession``: only when ``aiohttp`` is installed (it is no dependency of the package).
+- ``aiohttp.ClientSession``: what ``http_client="aiohttp"`` uses. Both aiohttp rows need ``aiohttp``
+  (``pip install 'reasonrank[aiohttp]'``).
 
     python benchmarks/http_client_cost.py [--requests 2000] [--concurrency 32] [--runs 3]
 
@@ -95,6 +99,30 @@ async def httpcore_pool(url: str, requests: int, concurrency: int) -> float:
         await asyncio.gather(*(pool.aclose() for pool in pools))
 
 
+def package(http_client: str):
+    """The openai backend's own request path with ``http_client``: a loop client's ``send`` of a ``Call``
+    (bounded in time and size, the answer read into the ``httpx.Response`` the exchanges read)."""
+
+    async def measure(url: str, requests: int, concurrency: int) -> float:
+        from reasonrank.core.backends.openai import OpenAIBackend
+
+        backend = OpenAIBackend(
+            "stand-in", base_url=url.rsplit("/chat/", 1)[0], concurrency=concurrency, http_client=http_client
+        )
+        async with backend:
+            state = await backend._loop_client()
+            call = backend.policy.call("POST", url, BODY)
+
+            async def worker(_: int, n: int) -> None:
+                for _ in range(n):
+                    response, _seconds = await state.send(call)
+                    response.json()
+
+            return await _timed(worker, list(range(concurrency)), requests)
+
+    return measure
+
+
 async def aiohttp_session(url: str, requests: int, concurrency: int) -> float:
     import aiohttp
 
@@ -117,16 +145,18 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     stacks = {
-        "httpx.AsyncClient.stream (the package's path)": httpx_client,
+        'reasonrank, `http_client="httpx"` (the default)': package("httpx"),
+        "httpx.AsyncClient.stream": httpx_client,
         "httpx.AsyncHTTPTransport (no client layer)": httpx_transport,
         "httpcore.AsyncConnectionPool": httpcore_pool,
     }
     try:
         import aiohttp  # noqa: F401
 
+        stacks['reasonrank, `http_client="aiohttp"`'] = package("aiohttp")
         stacks["aiohttp.ClientSession"] = aiohttp_session
     except ImportError:
-        print("(aiohttp is not installed: its row is left out)\n")
+        print("(aiohttp is not installed: its rows are left out)\n")
     print(f"| HTTP stack | client CPU ms/request ({args.requests} requests, {args.concurrency} connections) |")
     print("|---|---:|")
     with StandInServer(0.0) as server:

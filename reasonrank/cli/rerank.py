@@ -65,6 +65,13 @@ def add_reranker_options(parser: argparse.ArgumentParser) -> None:
             continue
         group.add_argument(flag, type=value_type, default=default, choices=meta["choices"], help=help_text)
     group.add_argument("--concurrency", type=int, default=None, help="openai backend: concurrent requests at most")
+    group.add_argument(
+        "--http-client",
+        choices=("httpx", "aiohttp"),
+        default=None,
+        help="openai backend: the client of its async requests (default httpx; aiohttp costs ~5x less CPU a "
+        "request: pip install 'reasonrank[aiohttp]')",
+    )
 
 
 def build_reranker(args: argparse.Namespace) -> Any:
@@ -82,6 +89,10 @@ def build_reranker(args: argparse.Namespace) -> Any:
         if args.backend != "openai":
             raise ValueError("--concurrency applies to the openai backend")
         backend_kwargs["concurrency"] = args.concurrency
+    if args.http_client is not None:
+        if args.backend != "openai":
+            raise ValueError("--http-client applies to the openai backend")
+        backend_kwargs["http_client"] = args.http_client
     if args.backend == "openai" and not args.base_url:
         raise ValueError("the openai backend needs --base-url (an OpenAI-compatible /v1 server)")
     return Reranker(**settings, **backend_kwargs)

@@ -111,9 +111,9 @@ def _untouched(segment: str, unescape_html: bool | str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _fix_segment(segment: str, unescape_html: bool | str) -> str:
-    import ftfy
+    from reasonrank.core.textfix import fix_segment  # imports ftfy
 
-    return ftfy.fix_text(segment, unescape_html=unescape_html)
+    return fix_segment(segment, unescape_html)  # type: ignore[arg-type]
 
 
 def fix_text(text: str, unescape_html: bool | Literal["auto"] = "auto") -> str:
@@ -122,7 +122,8 @@ def fix_text(text: str, unescape_html: bool | Literal["auto"] = "auto") -> str:
     ftfy fixes a text line by line (segments ending in ``\n``; with ``"auto"``, HTML unescaping stops
     for good at the first segment containing ``<``). This runs the same loop but returns ASCII lines
     that ftfy cannot change as they are, and caches the fix of the other lines (a passage is shown in
-    about two windows). Prompts stay byte-identical; ftfy costs ~0.5 ms per KB of non-ASCII text.
+    about two windows), each through :func:`reasonrank.core.textfix.fix_segment` (ftfy's fix without its
+    no-op steps). Prompts stay byte-identical.
     """
     if _untouched(text, unescape_html):
         return text

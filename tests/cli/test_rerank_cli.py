@@ -254,6 +254,8 @@ def test_reranker_flags(cli, server, shared_data, tmp_path):
     assert code == 2 and "--concurrency must be >= 1" in err
     code, _, err = cli("rerank", *out, "--backend", "transformers", "--model", "m", "--concurrency", "2")
     assert code == 2 and "--concurrency applies to the openai backend" in err
+    code, _, err = cli("rerank", *out, "--backend", "transformers", "--model", "m", "--http-client", "aiohttp")
+    assert code == 2 and "--http-client applies to the openai backend" in err
     code, _, err = cli("rerank", *out, "--window-size", "10", "--step", "10", *_model(server))
     assert code == 2 and "step" in err
 
@@ -352,10 +354,10 @@ def test_reranker_flags_come_from_the_settings(capsys):
     assert defaults.config == type(defaults.config)(base_url="http://x/v1")
     args = parser.parse_args(
         [*base, "--max-passage-tokens", "0", "--temperature", "0.3", "--top-k", "5", "--seed", "3",
-         "--strategy", "tournament", "--prompt-mode", "qwen3", "--concurrency", "2"]
+         "--strategy", "tournament", "--prompt-mode", "qwen3", "--concurrency", "2", "--http-client", "aiohttp"]
     )  # fmt: skip
     rr = build_reranker(args)
     assert rr.max_passage_tokens is None and rr.config.max_passage_tokens is None  # 0: no truncation
     assert (rr.sampling.temperature, rr.sampling.top_k, rr.sampling.seed) == (0.3, 5, 3)
     assert rr.strategy.name == "tournament" and rr.prompt_mode.value == "qwen3"
-    assert rr.config.backend_kwargs == {"concurrency": 2}
+    assert rr.config.backend_kwargs == {"concurrency": 2, "http_client": "aiohttp"}

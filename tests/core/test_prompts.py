@@ -196,6 +196,34 @@ def test_per_passage_fix_equals_the_whole_message_fix(rest, start, rank):
     assert prompts._passage_line(rank, content) == ftfy.fix_text(f"[{rank}] {content}\n", unescape_html=False)
 
 
+# ---------------------------------------------------------------------- textfix: ftfy's loop without its no-op steps
+def test_the_installed_ftfy_takes_the_fast_path():
+    """The parity tests above and below run textfix's own loop, not its fallback to ftfy."""
+    from reasonrank.core import textfix
+
+    assert textfix._EXACT and textfix._BAD_REACH is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_MOJIBAKE, _TRICKY, st.text(max_size=3), st.just("x" * 7)), max_size=30).map("".join))
+def test_is_bad_searched_near_non_ascii_characters_is_ftfys(text):
+    from reasonrank.core.textfix import _is_bad
+
+    assert _is_bad(text) == ftfy.badness.is_bad(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_MOJIBAKE, _TRICKY, st.text(max_size=4)), max_size=14).map("".join),
+       st.sampled_from([False, True, "auto"]))  # fmt: skip
+def test_fix_segment_is_ftfys_fix_of_a_line(text, unescape_html):
+    from reasonrank.core.textfix import fix_segment
+
+    line = text.replace("\n", " ") + "\n"
+    assert fix_segment(line, unescape_html) == ftfy.fix_text(line, unescape_html=unescape_html)
+    fixed = ftfy.fix_text(line)  # the second pass of a passage: its cleaned text in the prompt
+    assert fix_segment(fixed, False) == ftfy.fix_text(fixed, unescape_html=False)
+
+
 DL19 = "/work/shared/data/dl19_bm25_top100.jsonl"
 
 

@@ -15,6 +15,7 @@ one sync and one async runner, so both paths share one policy.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import math
 import os
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://localhost:8000/v1"
 TRUNCATION_MODES = ("auto", "tokenizer", "server", "words")
+HTTP_CLIENTS = ("httpx", "aiohttp")
 
 T = TypeVar("T")
 
@@ -138,6 +140,7 @@ class OpenAIBackend(Backend):
         headers: dict[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         circuit_cooldown: float = 5.0,
+        http_client: str = "httpx",
     ) -> None:
         options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.validate_options(**options)
@@ -154,12 +157,13 @@ class OpenAIBackend(Backend):
         if self.api_key:
             self.headers.setdefault("Authorization", f"Bearer {self.api_key}")
         self.breaker = CircuitBreaker(float(circuit_cooldown))
+        self.http_client = http_client
         self._model = model
         self._lock = threading.RLock()
         self._client: httpx.Client | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._ssl: ssl.SSLContext | None = None
-        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopClient] = weakref.WeakKeyDictionary()
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._tokenizer: Any = None
         # "auto" with a local tokenizer is decided now; without one, the first truncation probes the server.
         self._resolved_truncation: str | None = (
@@ -182,6 +186,11 @@ class OpenAIBackend(Backend):
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATION_MODES)}, got {truncation!r}")
         if truncation == "tokenizer" and not options.get("tokenizer"):
             raise ValueError("truncation='tokenizer' needs tokenizer= (a local path or a Hugging Face id)")
+        http_client = options.get("http_client", "httpx")
+        if http_client not in HTTP_CLIENTS:
+            raise ValueError(f"http_client must be one of {', '.join(HTTP_CLIENTS)}, got {http_client!r}")
+        if http_client == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+            raise ValueError("http_client='aiohttp' needs aiohttp: pip install 'reasonrank[aiohttp]'")
 
     @property
     def timeout(self) -> float:
@@ -227,13 +236,23 @@ class OpenAIBackend(Backend):
                     self._client = httpx.Client(**self._client_options())
         return self._client
 
-    async def _loop_client(self) -> LoopClient:
-        """The running loop's client and limit, made once per loop and closed when the loop shuts down."""
+    async def _loop_client(self) -> Any:
+        """The running loop's client and limit, made once per loop and closed when the loop shuts down.
+
+        A :class:`~reasonrank.core.backends.runners.LoopClient` (httpx), or with ``http_client="aiohttp"``
+        an :class:`~reasonrank.core.backends.aio.AiohttpLoopClient`.
+        """
         loop = asyncio.get_running_loop()
         state = self._aclients.get(loop)
         if state is None:
             self._forget_closed_loops()
-            state = LoopClient.open(lambda: httpx.AsyncClient(**self._client_options(1)), self.concurrency)
+            if self.http_client == "aiohttp":
+                from reasonrank.core.backends.aio import AiohttpLoopClient
+
+                ssl_context = self._client_options()["verify"]
+                state = AiohttpLoopClient.open(self.headers, self.concurrency, self.policy.connect_timeout, ssl_context)
+            else:
+                state = LoopClient.open(lambda: httpx.AsyncClient(**self._client_options(1)), self.concurrency)
             with self._lock:
                 self._aclients[loop] = state
             await anext(state.keeper)  # now the loop knows it: asyncio.run closes it (and so the client)
@@ -246,8 +265,9 @@ class OpenAIBackend(Backend):
                 del self._aclients[loop]
 
     @property
-    def aclient(self) -> httpx.AsyncClient:
-        """The running event loop's async client (made by the first request on that loop)."""
+    def aclient(self) -> Any:
+        """The running event loop's async client (made by the first request on that loop; an
+        ``aiohttp.ClientSession`` with ``http_client="aiohttp"``)."""
         state = self._aclients.get(asyncio.get_running_loop())
         if state is None:
             raise RuntimeError("no request has been made on this event loop yet")
@@ -259,7 +279,7 @@ class OpenAIBackend(Backend):
 
     async def _arun(self, steps: Steps[T]) -> T:
         state = await self._loop_client()
-        return await arun(steps, state, state.limit)
+        return await arun(steps, state.send)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:

@@ -13,7 +13,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -22,17 +22,22 @@ import httpx
 from reasonrank.core.backends.http import Call, DeadlineExceeded, ResponseTooLarge, Sleep, Steps
 
 __all__ = [
+    "Body",
     "Lease",
     "LoopClient",
-    "arequest",
+    "Reply",
     "arun",
+    "check_length",
     "close_at_loop_shutdown",
     "close_on_its_loop",
+    "late",
     "request",
     "run",
+    "timed_out",
 ]
 
 T = TypeVar("T")
+Reply = tuple[httpx.Response | Exception, float]  # what an exchange receives for a Call: the outcome, seconds taken
 
 
 # ---------------------------------------------------------------------- runners (the only I/O)
@@ -41,21 +46,22 @@ def _timeouts(call: Call, seconds: float | None) -> httpx.Timeout:
     return httpx.Timeout(seconds, connect=connect)
 
 
-def _timed_out(seconds: float | None) -> httpx.ReadTimeout:
+def timed_out(seconds: float | None) -> httpx.ReadTimeout:
     return httpx.ReadTimeout(f"no complete response within {seconds:.3g} s (the total time allowed per request)")
 
 
-def _late() -> DeadlineExceeded:
+def late() -> DeadlineExceeded:
     return DeadlineExceeded("the deadline passed before the request could start")
 
 
-def _check_length(response: httpx.Response, max_bytes: int) -> None:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes and not response.headers.get("Content-Encoding"):
+def check_length(headers: Mapping[str, str], max_bytes: int) -> None:
+    """Fail before reading a body whose declared (unencoded) length is over ``max_bytes``."""
+    declared = headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes and not headers.get("Content-Encoding"):
         raise ResponseTooLarge(f"response body of {declared} bytes is over max_response_bytes={max_bytes}")
 
 
-class _Body:
+class Body:
     """A body read as a stream: stops past ``max_bytes`` or once ``seconds`` since ``started`` are gone."""
 
     def __init__(self, max_bytes: int, started: float, seconds: float | None) -> None:
@@ -67,7 +73,7 @@ class _Body:
         self.seconds = seconds
 
     @classmethod
-    def for_call(cls, call: Call) -> _Body | None:
+    def for_call(cls, call: Call) -> Body | None:
         """The body reader of a request starting now; None when the call's deadline has already passed."""
         seconds = call.seconds()
         if seconds is not None and seconds <= 0:
@@ -83,7 +89,7 @@ class _Body:
             raise ResponseTooLarge(f"response body over max_response_bytes={self.max_bytes}")
         self.chunks.append(chunk)
         if self.ends is not None and time.perf_counter() > self.ends:
-            raise _timed_out(self.seconds)
+            raise timed_out(self.seconds)
 
     def response(self, streamed: httpx.Response) -> httpx.Response:
         """A complete response with the (decoded) body read."""
@@ -131,23 +137,23 @@ class _Watchdog:
                 self._socket.shutdown(socket.SHUT_RDWR)
 
 
-def _read_sync(response: httpx.Response, body: _Body) -> None:
-    _check_length(response, body.max_bytes)
+def _read_sync(response: httpx.Response, body: Body) -> None:
+    check_length(response.headers, body.max_bytes)
     with _Watchdog(response, body.ends) as watchdog:
         try:
             for chunk in response.iter_bytes():
                 body.add(chunk)
         except httpx.HTTPError:
             if watchdog.fired:
-                raise _timed_out(body.seconds) from None
+                raise timed_out(body.seconds) from None
             raise
 
 
 def request(client: httpx.Client, call: Call) -> tuple[httpx.Response | Exception, float]:
     """Make one request with a sync client: bounded in time and size, never raising for its outcome."""
-    body = _Body.for_call(call)
+    body = Body.for_call(call)
     if body is None:
-        return _late(), 0.0
+        return late(), 0.0
     try:
         with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, body.seconds)) as response:
             _read_sync(response, body)
@@ -157,36 +163,25 @@ def request(client: httpx.Client, call: Call) -> tuple[httpx.Response | Exceptio
     return result, body.elapsed()
 
 
-async def _aread(client: httpx.AsyncClient, call: Call, body: _Body, seconds: float | None) -> httpx.Response:
+async def _aread(client: httpx.AsyncClient, call: Call, body: Body, seconds: float | None) -> httpx.Response:
     async with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, seconds)) as response:
-        _check_length(response, body.max_bytes)
+        check_length(response.headers, body.max_bytes)
         async for chunk in response.aiter_bytes():
             body.add(chunk)
     return body.response(response)
 
 
-async def arequest(
-    clients: LoopClient | httpx.AsyncClient, call: Call, limit: asyncio.Semaphore | None = None
-) -> tuple[httpx.Response | Exception, float]:
-    """Make one request with an async client (a loop's least busy one), holding ``limit`` while it is in flight."""
-    async with limit or contextlib.nullcontext():
-        if isinstance(clients, LoopClient):
-            with clients.lease() as lease:
-                return await _arequest(lease.client, call, lease)
-        return await _arequest(clients, call)
-
-
 async def _arequest(
     client: httpx.AsyncClient, call: Call, lease: Lease | None = None
 ) -> tuple[httpx.Response | Exception, float]:
-    body = _Body.for_call(call)
+    body = Body.for_call(call)
     if body is None:
-        return _late(), 0.0
+        return late(), 0.0
     try:
         async with asyncio.timeout(body.seconds):
             result: httpx.Response | Exception = await _aread(client, call, body, body.seconds)
     except TimeoutError:  # the request was cancelled inside httpx
-        result = _timed_out(body.seconds)
+        result = timed_out(body.seconds)
         if lease is not None:
             lease.interrupted = True
     except (httpx.HTTPError, ResponseTooLarge) as err:
@@ -209,8 +204,8 @@ def run(steps: Steps[T], client: httpx.Client) -> T:
         return done.value
 
 
-async def arun(steps: Steps[T], client: LoopClient | httpx.AsyncClient, limit: asyncio.Semaphore | None = None) -> T:
-    """Run an exchange with an async client; ``limit`` is held while a request is in flight, not while sleeping."""
+async def arun(steps: Steps[T], send: Callable[[Call], Awaitable[Reply]]) -> T:
+    """Run an exchange with an async transport: ``send`` makes one request (a loop client's :meth:`~LoopClient.send`)."""
     reply = None
     try:
         while True:
@@ -219,7 +214,7 @@ async def arun(steps: Steps[T], client: LoopClient | httpx.AsyncClient, limit: a
                 await asyncio.sleep(action.seconds)
                 reply = None
             else:
-                reply = await arequest(client, action, limit)
+                reply = await send(action)
     except StopIteration as done:
         return done.value
 
@@ -254,6 +249,12 @@ class LoopClient:
         """The first client (every client has the same settings)."""
         return self.clients[0]
 
+    async def send(self, call: Call) -> Reply:
+        """Make one request with the least busy client, holding the loop's limit while it is in flight."""
+        async with self.limit:
+            with self.lease() as lease:
+                return await _arequest(lease.client, call, lease)
+
     @contextlib.contextmanager
     def lease(self) -> Iterator[Lease]:
         """The least busy client, for one request; replaced afterwards if that request was interrupted."""
@@ -282,13 +283,16 @@ class Lease:
     interrupted: bool = False
 
 
-async def close_at_loop_shutdown(clients: list[httpx.AsyncClient]) -> AsyncGenerator[None, None]:
-    """Started once on its loop, this generator is closed by ``loop.shutdown_asyncgens()`` (``asyncio.run``)."""
+async def close_at_loop_shutdown(clients: list[Any]) -> AsyncGenerator[None, None]:
+    """Started once on its loop, this generator is closed by ``loop.shutdown_asyncgens()`` (``asyncio.run``).
+
+    It closes ``clients`` as they are then: httpx clients (``aclose``) or aiohttp sessions (``close``).
+    """
     try:
         yield
     finally:
         for client in clients:
-            await client.aclose()
+            await (client.aclose() if hasattr(client, "aclose") else client.close())
 
 
 def close_on_its_loop(loop: asyncio.AbstractEventLoop, keeper: AsyncGenerator[None, None]) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -148,13 +149,27 @@ class SQLiteCache:
             import sqlite3
 
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS windows (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._local.conn = conn
-            with self._lock:
+            with self._lock:  # one thread at a time sets the file up: SQLite's busy timeout does not cover journal_mode
+                self._set_up(conn)
                 self._connections.append(conn)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
         return conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL mode (kept in the file) and the table, retried while another process holds the file."""
+        import sqlite3
+
+        give_up = time.monotonic() + self.timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS windows (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > give_up:
+                    raise
+                time.sleep(0.01)
 
     def get(self, key: str) -> str | None:
         row = self._connection().execute("SELECT value FROM windows WHERE key = ?", (key,)).fetchone()

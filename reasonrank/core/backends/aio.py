@@ -29,8 +29,6 @@ from reasonrank.core.backends.runners import Body, Reply, check_length, close_at
 
 __all__ = ["AiohttpLoopClient", "env_proxy"]
 
-_DROPPED = frozenset(("content-encoding", "content-length", "transfer-encoding"))  # the body is read and decoded
-
 
 @dataclass
 class AiohttpLoopClient:
@@ -82,21 +80,22 @@ class AiohttpLoopClient:
             return result, body.elapsed()
 
     async def _read(self, call: Call, data: bytes | None, body: Body) -> httpx.Response:
-        proxy = (
-            self.proxies[call.url]
-            if call.url in self.proxies
-            else self.proxies.setdefault(call.url, env_proxy(call.url))
-        )
+        proxy = self._proxy(call.url)
         async with self.session.request(
             call.method, call.url, data=data, allow_redirects=False, proxy=proxy
         ) as response:
             check_length(response.headers, body.max_bytes)
             async for chunk in response.content.iter_any():
                 body.add(chunk)
-            headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _DROPPED]
-            return httpx.Response(
-                response.status, headers=headers, content=b"".join(body.chunks), request=_request(call.method, call.url)
-            )
+            return body.response(response.status, response.headers.items(), _request(call.method, call.url))
+
+    def _proxy(self, url: str) -> str | None:
+        """The environment's proxy for ``url``, read on its first request."""
+        try:
+            return self.proxies[url]
+        except KeyError:
+            proxy = self.proxies[url] = env_proxy(url)
+            return proxy
 
 
 def env_proxy(url: str) -> str | None:

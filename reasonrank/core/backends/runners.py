@@ -13,7 +13,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -61,6 +61,9 @@ def check_length(headers: Mapping[str, str], max_bytes: int) -> None:
         raise ResponseTooLarge(f"response body of {declared} bytes is over max_response_bytes={max_bytes}")
 
 
+_BODY_HEADERS = frozenset(("content-encoding", "content-length", "transfer-encoding"))
+
+
 class Body:
     """A body read as a stream: stops past ``max_bytes`` or once ``seconds`` since ``started`` are gone."""
 
@@ -91,16 +94,10 @@ class Body:
         if self.ends is not None and time.perf_counter() > self.ends:
             raise timed_out(self.seconds)
 
-    def response(self, streamed: httpx.Response) -> httpx.Response:
-        """A complete response with the (decoded) body read."""
-        headers = [
-            (k, v)
-            for k, v in streamed.headers.multi_items()
-            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-        ]
-        return httpx.Response(
-            streamed.status_code, headers=headers, content=b"".join(self.chunks), request=streamed.request
-        )
+    def response(self, status: int, headers: Iterable[tuple[str, str]], request: httpx.Request) -> httpx.Response:
+        """A complete response with the (decoded) body read; the headers that described the encoded body are dropped."""
+        kept = [(k, v) for k, v in headers if k.lower() not in _BODY_HEADERS]
+        return httpx.Response(status, headers=kept, content=b"".join(self.chunks), request=request)
 
 
 class _Watchdog:
@@ -157,7 +154,9 @@ def request(client: httpx.Client, call: Call) -> tuple[httpx.Response | Exceptio
     try:
         with client.stream(call.method, call.url, json=call.json, timeout=_timeouts(call, body.seconds)) as response:
             _read_sync(response, body)
-        result: httpx.Response | Exception = body.response(response)
+        result: httpx.Response | Exception = body.response(
+            response.status_code, response.headers.multi_items(), response.request
+        )
     except (httpx.HTTPError, ResponseTooLarge) as err:
         result = err
     return result, body.elapsed()
@@ -168,7 +167,7 @@ async def _aread(client: httpx.AsyncClient, call: Call, body: Body, seconds: flo
         check_length(response.headers, body.max_bytes)
         async for chunk in response.aiter_bytes():
             body.add(chunk)
-    return body.response(response)
+    return body.response(response.status_code, response.headers.multi_items(), response.request)
 
 
 async def _arequest(

@@ -1,17 +1,24 @@
-"""``ftfy.fix_text`` of one segment (a line), byte for byte, without running ftfy's steps that cannot change it.
+"""``ftfy.fix_text`` of one segment (a line), byte for byte, without ftfy's work that cannot change it.
 
-ftfy runs all its fixers over a line, again and again until a pass changes nothing. Three of them are
-``str.translate`` with a table (Latin ligatures, character width, control characters): ~17 µs each
-on a 400-character line even when no character of the table is in it, about a third of ftfy's time
-on DL19's passages. Here each of the three runs only when a character of its table is in the text (one
-regex scan, ~1 µs), which is the same text either way; every other step is ftfy's own, in ftfy's
-order. That order is ftfy 6's (``fix_and_explain``): another major version, or a fixer this loop
-does not know, gets ``ftfy.fix_text`` itself. ``tests/core/test_prompts.py`` compares the two on
-DL19 and on generated mojibake.
+ftfy runs all its fixers over a line, again and again until a pass changes nothing. On DL19's lines
+most of its time goes to steps that leave the text as it is:
+
+- three ``str.translate`` fixers with a table (Latin ligatures, character width, control characters),
+  ~17 µs each on a 400-character line: here each runs only when a character of its table is present;
+- the mojibake test (``badness.is_bad``, a large regex searched over the whole line, 40-75 µs), which
+  ``fix_encoding`` runs before every step and once more over the fixed text: here it is searched only
+  near non-ASCII characters (every match has one, read from the parsed regex), and the encoding step
+  (ftfy's, copied without its gate; checked against ftfy's source) is not asked twice.
+
+Every other step is ftfy's own, in ftfy's order. That order is ftfy 6's (``fix_and_explain``): another
+major version, or a fixer this loop does not know, gets ``ftfy.fix_text`` itself.
+``tests/core/test_prompts.py`` compares the two on DL19 and on generated mojibake.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -52,6 +59,7 @@ def _copies_this_ftfy() -> bool:
         and fixes.fix_latin_ligatures("ﬁ") == "fi"  # the three table steps are the tables below
         and fixes.fix_character_width("Ａ") == "A"
         and fixes.remove_control_chars("\x00") == ""
+        and callable(getattr(ftfy, "_fix_encoding_one_step_and_explain", None))
     )
 
 
@@ -90,7 +98,8 @@ def _reach_of_matches_needing_non_ascii(pattern: re.Pattern[str]) -> int | None:
 
 _EXACT = _copies_this_ftfy()
 _BAD_REACH = _reach_of_matches_needing_non_ascii(badness.BADNESS_RE)
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+# non-ASCII characters with at most 2 * (reach - 1) ASCII ones between them: their windows below overlap
+_NEAR_NON_ASCII = re.compile(rf"[^\x00-\x7f](?:[\x00-\x7f]{{0,{2 * (_BAD_REACH or 1) - 2}}}[^\x00-\x7f])*")
 
 
 def _is_bad(text: str) -> bool:
@@ -102,17 +111,95 @@ def _is_bad(text: str) -> bool:
     if _BAD_REACH is None:
         return badness.is_bad(text)
     search, reach, n = badness.BADNESS_RE.search, _BAD_REACH, len(text)
-    lo = hi = -1
-    for run in _NON_ASCII_RUN.finditer(text):
-        start, end = max(run.start() - reach + 1, 0), min(run.end() + reach - 1, n)
-        if start > hi:
-            if hi > lo and search(text, lo, hi):
-                return True
-            lo = start
-        hi = end
-    return hi > lo and search(text, lo, hi) is not None
+    for near in _NEAR_NON_ASCII.finditer(text):
+        if search(text, max(near.start() - reach + 1, 0), min(near.end() + reach - 1, n)):
+            return True
+    return False
 
 
+def _fix_encoding(text: str) -> str:
+    """``ftfy.fix_encoding(text)``: ftfy's steps, gated by ``_is_bad`` instead of its full search.
+
+    ``fix_encoding`` repeats one step until the text stops changing, and a step returns ASCII or
+    not-bad text unchanged: a full ``is_bad`` search on each step (on a DL19 line ~40 µs when it finds
+    mojibake, ~75 µs over the fixed text when it does not; ``_is_bad`` takes ~10).
+    """
+    while not text.isascii() and _is_bad(text):
+        fixed = _encoding_step(text)
+        if fixed == text:
+            return text
+        text = fixed
+    return text
+
+
+def _encoding_step(text: str) -> str:
+    """One step of ``ftfy.fix_encoding`` on text that is non-ASCII and ``is_bad``.
+
+    ftfy 6.3's ``_fix_encoding_one_step_and_explain`` with the default config, without its ASCII and
+    ``is_bad`` gate (already passed) and its explanations; ftfy's own helpers do the work. Used only
+    when ftfy's function is the one this was copied from (``_STEP_SOURCE``); else ftfy's function runs.
+    ftfy is Copyright Robyn Speer, Apache License 2.0.
+    """
+    if not _COPIED_STEP:
+        return ftfy._fix_encoding_one_step_and_explain(text, _ENCODING_CONFIG).text
+    possible_1byte_encodings = []
+    for encoding in chardata.CHARMAP_ENCODINGS:
+        if chardata.possible_encoding(text, encoding):
+            possible_1byte_encodings.append(encoding)
+            fixed = _as_utf8(text, encoding)
+            if fixed is not None:
+                return fixed
+    return _not_utf8(text, possible_1byte_encodings)
+
+
+def _not_utf8(text: str, possible_1byte_encodings: list[str]) -> str:
+    """The rest of ftfy's step, for text that no single-byte encoding turns into UTF-8."""
+    if chardata.UTF8_DETECTOR_RE.search(text):
+        fixed = fixes.decode_inconsistent_utf8(text)
+        if fixed != text:
+            return fixed
+    if "latin-1" in possible_1byte_encodings:
+        if "windows-1252" in possible_1byte_encodings:
+            return text
+        try:
+            fixed = text.encode("latin-1").decode("windows-1252")
+            if fixed != text:
+                return fixed
+        except UnicodeDecodeError:
+            pass
+    if chardata.C1_CONTROL_RE.search(text):
+        return fixes.fix_c1_controls(text)
+    return text
+
+
+def _as_utf8(text: str, encoding: str) -> str | None:
+    """``text`` encoded in ``encoding`` and decoded as UTF-8 (ftfy's repairs of the bytes first), or None."""
+    encoded_bytes = text.encode(encoding)
+    if encoding != "macroman" and chardata.ALTERED_UTF8_RE.search(encoded_bytes):
+        encoded_bytes = fixes.restore_byte_a0(encoded_bytes)
+    if encoding.startswith("sloppy"):
+        encoded_bytes = fixes.replace_lossy_sequences(encoded_bytes)
+    decoding = "utf-8-variants" if 0xED in encoded_bytes or 0xC0 in encoded_bytes else "utf-8"
+    try:
+        return encoded_bytes.decode(decoding)
+    except UnicodeDecodeError:
+        return None
+
+
+# sha256 of inspect.getsource(ftfy._fix_encoding_one_step_and_explain) in ftfy 6.3.1
+_STEP_SOURCE = "995180c6d3d524b27245073a2d87342e0ddf9494f00e9adb4d7b4734852587f7"
+
+
+def _is_the_copied_step() -> bool:
+    try:
+        source = inspect.getsource(ftfy._fix_encoding_one_step_and_explain)
+    except (OSError, TypeError):  # no source shipped
+        return False
+    return hashlib.sha256(source.encode()).hexdigest() == _STEP_SOURCE
+
+
+_ENCODING_CONFIG = ftfy.TextFixerConfig(explain=False)  # what ftfy.fix_encoding passes
+_COPIED_STEP = _EXACT and _is_the_copied_step()
 _LIGATURES = _any_of(chardata.LIGATURES)
 _WIDTH = _any_of(chardata.WIDTH_MAP)
 _CONTROL = _any_of(chardata.CONTROL_CHARS)
@@ -128,12 +215,13 @@ def fix_segment(segment: str, unescape_html: bool | Literal["auto"] = "auto") ->
     if unescape_html == "auto" and "<" in segment:
         unescape_html = False
     text = segment
+    encoded = None  # _fix_encoding's last result: it is its own fix (the loop ran to a fixed point)
     while True:
         before = text
         if unescape_html:
             text = fixes.unescape_html(text)
-        if not text.isascii() and _is_bad(text):  # else ftfy.fix_encoding returns the text as it is
-            text = ftfy.fix_encoding(text)
+        if text != encoded:
+            text = encoded = _fix_encoding(text)
         text = fixes.fix_c1_controls(text)
         if _LIGATURES.search(text):
             text = fixes.fix_latin_ligatures(text)

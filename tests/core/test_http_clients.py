@@ -7,9 +7,13 @@ table of docs/reliability.md, redirects, credentials, proxies, deadlines and con
 
 import asyncio
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -253,6 +257,62 @@ async def test_no_proxy_hosts_are_reached_directly(server, client, monkeypatch):
         async with backend_for(server.base_url, client) as backend:
             done = await one(backend)
     assert done.error is None and proxy.seen == [] and len(server.chat_requests) == 1
+
+
+# ---------------------------------------------------------------- TLS
+_PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (cert.pem, key.pem), made by the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@contextmanager
+def tls_ranking_server(cert, key):
+    """A RankingServer that speaks HTTPS with ``cert``; yields its https base URL."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with RankingServer() as srv:
+        srv._server.socket = context.wrap_socket(srv._server.socket, server_side=True)  # same fd, still unused
+        yield f"https://127.0.0.1:{srv.port}/v1"
+
+
+async def test_https_verifies_the_server_with_the_ca_store(client, certificate, monkeypatch):
+    cert, key = certificate
+    for name in (*_PROXY_VARS, "SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    with tls_ranking_server(cert, key) as url:
+        async with backend_for(url, client) as backend:
+            refused = await one(backend)  # certifi's CAs do not know this certificate
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx's way to name a CA file: it is trusted now
+        async with backend_for(url, client) as backend:
+            done = await one(backend)
+    assert refused.error is not None and "CERTIFICATE_VERIFY_FAILED" in refused.error
+    assert "Operation not permitted" not in refused.error  # the TLS error's code 1 is not the OS's EPERM
+    assert done.error is None and done.text.startswith("<think>")
+
+
+def test_plain_http_loads_no_ca_store_and_its_context_trusts_nothing(monkeypatch):
+    # loading the CA store costs 20-50 ms a backend; an http:// URL without an https proxy needs none
+    for name in _PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    context = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1")._ssl_context()
+    assert context.cert_store_stats()["x509_ca"] == 0
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname  # could only refuse
+    assert OpenAIBackend("m", base_url="HTTPS://fleet.invalid/v1")._ssl_context().cert_store_stats()["x509_ca"] > 0
+    monkeypatch.setenv("HTTP_PROXY", "https://proxy.invalid:3128")  # TLS to the proxy: the CA store again
+    assert OpenAIBackend("m", base_url="http://127.0.0.1:9/v1")._ssl_context().cert_store_stats()["x509_ca"] > 0
 
 
 # ---------------------------------------------------------------- connections and event loops

@@ -181,7 +181,7 @@ def whole_message_prompt(query, contents, mode="reasoning"):
 
 _MOJIBAKE = st.sampled_from(
     ["Ã£", "Ã©", "Â ", "Ã ", "Œ", "œ.", "Ã¢â‚¬â„¢", "Ã‰", "Â£", "ГўВЂВ", "â€œ", "Ã¡", " Â ", "\xa0", "Ã\xa0",
-     "Ð¿Ñ€", "Ø§Ù„", "ï»¿", "\u0301", "¨", "´"]
+     "Ð¿Ñ€", "Ø§Ù„", "ï»¿", "\u0301", "¨", "´", "À€", "í\xa0½í¸€", "â€\ufffd"]
 )  # fmt: skip
 
 
@@ -202,6 +202,17 @@ def test_the_installed_ftfy_takes_the_fast_path():
     from reasonrank.core import textfix
 
     assert textfix._EXACT and textfix._BAD_REACH is not None
+    if ftfy.__version__ == "6.3.1":  # another ftfy runs its own encoding step (correct, slower): re-read it
+        assert textfix._COPIED_STEP
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(_MOJIBAKE, _TRICKY, st.text(max_size=3)), min_size=1, max_size=20).map("".join))
+def test_the_encoding_step_is_ftfys_on_bad_text(text):
+    from reasonrank.core.textfix import _ENCODING_CONFIG, _encoding_step
+
+    if not text.isascii() and ftfy.badness.is_bad(text):  # the only texts it is given
+        assert _encoding_step(text) == ftfy._fix_encoding_one_step_and_explain(text, _ENCODING_CONFIG).text
 
 
 @settings(max_examples=500, deadline=None)

@@ -16,6 +16,7 @@ import email.utils
 import os
 import random
 import re
+import ssl
 import threading
 import time
 from collections.abc import Generator
@@ -289,8 +290,9 @@ def describe(error: BaseException) -> str:
     message = str(error)
     cause, seen = error.__cause__ or error.__context__, 0
     while cause is not None and seen < 8:
-        if isinstance(cause, OSError) and isinstance(cause.errno, int):
-            reason = os.strerror(cause.errno)
+        if isinstance(cause, ssl.SSLError) or isinstance(cause, OSError) and isinstance(cause.errno, int):
+            # a TLS error's errno is the TLS library's code ("1"), not the OS's: its own text is the reason
+            reason = str(cause) if isinstance(cause, ssl.SSLError) else os.strerror(cause.errno)  # type: ignore[arg-type]
             message = message if reason in message else f"{message} ({reason})" if message else reason
             break
         cause, seen = cause.__cause__ or cause.__context__, seen + 1

@@ -22,6 +22,7 @@ import os
 import ssl
 import threading
 import time
+import urllib.request
 import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -223,10 +224,21 @@ class OpenAIBackend(Backend):
         connections = connections or self.concurrency
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         timeout = httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout)
-        if self._ssl is None:  # one TLS context for all clients: loading the CA store costs ~20 ms each time
-            self._ssl = httpx.create_ssl_context()
         options = {"timeout": timeout, "headers": self.headers, "limits": limits, "follow_redirects": False}
-        return {**options, "verify": self._ssl}
+        return {**options, "verify": self._ssl_context()}
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """One TLS context for all clients: loading the CA store costs 20-50 ms each time.
+
+        When no connection can use TLS (an ``http://`` base URL, redirects refused, no ``https://``
+        proxy in the environment) the CA store is not loaded: the context still requires a verified
+        certificate, so it could only refuse a connection, never trust one.
+        """
+        if self._ssl is None:
+            proxies = urllib.request.getproxies().values()
+            tls = self.base_url.lower().startswith("https:") or any(p.lower().startswith("https:") for p in proxies)
+            self._ssl = httpx.create_ssl_context() if tls else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return self._ssl
 
     @property
     def client(self) -> httpx.Client:
@@ -249,8 +261,9 @@ class OpenAIBackend(Backend):
             if self.http_client == "aiohttp":
                 from reasonrank.core.backends.aio import AiohttpLoopClient
 
-                ssl_context = self._client_options()["verify"]
-                state = AiohttpLoopClient.open(self.headers, self.concurrency, self.policy.connect_timeout, ssl_context)
+                state = AiohttpLoopClient.open(
+                    self.headers, self.concurrency, self.policy.connect_timeout, self._ssl_context()
+                )
             else:
                 state = LoopClient.open(lambda: httpx.AsyncClient(**self._client_options(1)), self.concurrency)
             with self._lock:

@@ -18,7 +18,9 @@ per window, parse excluded; rank_llm itself is not installed here. Run::
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/core_overhead.py [--queries 43] [--transformers-batch]
 
 ``--transformers-batch`` also measures windows/s of the transformers backend on SmolLM2-135M (CPU)
-for several ``batch_size`` values. It prints numbers; it asserts nothing about time.
+for several ``batch_size`` values; ``--ftfy`` prints what ftfy costs per DL19/DL20 line that needs
+a fix, ``ftfy.fix_text`` beside ``core/textfix.py``'s ``fix_segment`` (and checks they agree). It
+prints numbers; it asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -233,6 +235,41 @@ def transformers_batches(batch_sizes: Sequence[int], windows: int, max_new_token
         backend.close()
 
 
+def ftfy_per_line(data: Path, runs: int = 5) -> None:
+    """µs per non-ASCII DL19/DL20 line (the fastest of ``runs``): ftfy against textfix, both passes."""
+    import ftfy
+
+    from reasonrank.core.textfix import fix_segment
+
+    lines = []
+    for path in (data, data.with_name(data.name.replace("dl19", "dl20"))):
+        if path.exists():
+            with open(path, encoding="utf-8") as f:
+                for row in map(json.loads, f):
+                    for c in row["candidates"]:
+                        lines += [line for line in c["text"].strip().splitlines(keepends=True) if not line.isascii()]
+    lines = list(dict.fromkeys(lines))
+    fixed = [ftfy.fix_text(line) for line in lines]
+    passes = {
+        "first pass (a passage's line)": (lines, "auto"),
+        "second pass (its fixed line in the prompt)": (fixed, False),
+    }
+    print(f"\nftfy per non-ASCII line ({len(lines)} distinct DL19/DL20 lines; µs per line, fastest of {runs})")
+    print(f"{'':<46}{'ftfy':>8}{'textfix':>9}{'ratio':>7}  differing outputs")
+    for name, (texts, unescape) in passes.items():
+        cells, outputs = [], []
+        for fix in (partial(ftfy.fix_text, unescape_html=unescape), partial(fix_segment, unescape_html=unescape)):
+            best = math.inf
+            for _ in range(runs):
+                start = time.perf_counter()
+                out = [fix(text) for text in texts]
+                best = min(best, time.perf_counter() - start)
+            cells.append(1e6 * best / len(texts))
+            outputs.append(out)
+        differing = sum(a != b for a, b in zip(*outputs))
+        print(f"{name:<46}{cells[0]:>8.1f}{cells[1]:>9.1f}{cells[1] / cells[0]:>7.2f}  {differing}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global REPEATS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -242,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=REPEATS, help="runs per query; the fastest is kept")
     parser.add_argument("--transformers-batch", action="store_true")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--ftfy", action="store_true", help="only ftfy's cost per DL19/DL20 line, beside textfix's")
     args = parser.parse_args(argv)
     REPEATS = args.repeats
     if hasattr(os, "sched_setaffinity"):  # one core, literally (the Rust tokenizer would batch on every core)
@@ -252,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(1)
     except ImportError:
         pass
+    if args.ftfy:
+        ftfy_per_line(args.data)
+        return 0
     print("core overhead per window (one CPU; Reranker.rerank, 100 candidates, window 20 / step 10, "
           "max_passage_tokens 512; ftfy caches cleared per query); model time excluded")  # fmt: skip
     datasets = {}

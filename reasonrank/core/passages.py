@@ -39,8 +39,11 @@ def passage_text(passage: Passage) -> str:
         return passage
     if not isinstance(passage, Mapping):
         raise TypeError(f"a passage must be a str or a dict with a 'text' field, got {type(passage).__name__}")
-    text = next((passage[f] for f in TEXT_FIELDS if passage.get(f) is not None), None)
-    if text is None:
+    for field in TEXT_FIELDS:  # the first field present and not None
+        text = passage.get(field)
+        if text is not None:
+            break
+    else:
         raise ValueError(
             f"passage dict has no text field (expected one of {', '.join(TEXT_FIELDS)}); keys: {sorted(passage)}"
         )
@@ -57,7 +60,7 @@ def clean_passage(passage: Passage) -> str:
 
 def escape_ids(content: str) -> str:
     """Step after truncation: ``[n]`` -> ``(n)``."""
-    return _BRACKETED_NUMBER.sub(r"(\1)", content)
+    return _BRACKETED_NUMBER.sub(r"(\1)", content) if "[" in content else content
 
 
 #: A text longer than ``max_tokens * CHARS_PER_TOKEN`` characters is cut at the next line end before

@@ -1,5 +1,7 @@
 """The prompt must match the published model's training prompt byte for byte (recipe sections 1.2-1.3)."""
 
+import re
+
 import ftfy
 import pytest
 from hypothesis import given, settings
@@ -70,6 +72,17 @@ def test_passage_brackets_become_parentheses_after_truncation():
     assert prepare_passages(["  see [3] and [12]  "]) == ["see (3) and (12)"]
     cut = prepare_passages(["one [2] three four"], lambda texts, n: [" ".join(t.split()[:n]) for t in texts], 2)
     assert cut == ["one (2)"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["a", "bc", " ", "  ", "\n", "\t", "\u3000", "[1]", "[", "é"]), max_size=40).map("".join),
+       st.integers(0, 25))  # fmt: skip
+def test_word_truncation_and_id_escaping_are_their_definitions(text, max_words):
+    from reasonrank.core.backends.base import word_truncate
+
+    words = text.split()  # the definitions, without the shortcuts (no split when it cannot cut, no '[')
+    assert word_truncate(text, max_words) == (text if len(words) <= max_words else " ".join(words[:max_words]))
+    assert escape_ids(text) == re.sub(r"\[(\d+)\]", r"(\1)", text)
 
 
 def test_ftfy_on_passages_and_final_pass_without_html_unescape():

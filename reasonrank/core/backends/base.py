@@ -37,6 +37,8 @@ def _accepts_deadline(function: Callable[..., Any]) -> bool:
 
 def word_truncate(text: str, max_words: int) -> str:
     """Keep the first ``max_words`` whitespace-separated words (used when no tokenizer is available)."""
+    if len(text) <= 2 * max_words:  # more than k words take 2k + 1 characters or more: no split
+        return text
     words = text.split()
     return text if len(words) <= max_words else " ".join(words[:max_words])
 

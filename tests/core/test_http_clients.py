@@ -311,8 +311,10 @@ def test_plain_http_loads_no_ca_store_and_its_context_trusts_nothing(monkeypatch
     assert context.cert_store_stats()["x509_ca"] == 0
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname  # could only refuse
     assert OpenAIBackend("m", base_url="HTTPS://fleet.invalid/v1")._ssl_context().cert_store_stats()["x509_ca"] > 0
-    monkeypatch.setenv("HTTP_PROXY", "https://proxy.invalid:3128")  # TLS to the proxy: the CA store again
-    assert OpenAIBackend("m", base_url="http://127.0.0.1:9/v1")._ssl_context().cert_store_stats()["x509_ca"] > 0
+    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1")
+    assert backend._ssl_context().cert_store_stats()["x509_ca"] == 0
+    monkeypatch.setenv("HTTP_PROXY", "https://proxy.invalid:3128")  # TLS to the proxy: the CA store again,
+    assert backend._ssl_context().cert_store_stats()["x509_ca"] > 0  # for the clients made from now on
 
 
 # ---------------------------------------------------------------- connections and event loops

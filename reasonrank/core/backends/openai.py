@@ -163,7 +163,8 @@ class OpenAIBackend(Backend):
         self._lock = threading.RLock()
         self._client: httpx.Client | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = None  # with the CA store
+        self._no_ca: ssl.SSLContext | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
         self._tokenizer: Any = None
         # "auto" with a local tokenizer is decided now; without one, the first truncation probes the server.
@@ -232,13 +233,17 @@ class OpenAIBackend(Backend):
 
         When no connection can use TLS (an ``http://`` base URL, redirects refused, no ``https://``
         proxy in the environment) the CA store is not loaded: the context still requires a verified
-        certificate, so it could only refuse a connection, never trust one.
+        certificate, so it could only refuse a connection, never trust one. The environment is read for
+        each new client, as the client reads its proxies.
         """
-        if self._ssl is None:
-            proxies = urllib.request.getproxies().values()
-            tls = self.base_url.lower().startswith("https:") or any(p.lower().startswith("https:") for p in proxies)
-            self._ssl = httpx.create_ssl_context() if tls else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        return self._ssl
+        proxies = urllib.request.getproxies().values()
+        if self.base_url.lower().startswith("https:") or any(p.lower().startswith("https:") for p in proxies):
+            if self._ssl is None:
+                self._ssl = httpx.create_ssl_context()
+            return self._ssl
+        if self._no_ca is None:
+            self._no_ca = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return self._no_ca
 
     @property
     def client(self) -> httpx.Client:

@@ -219,6 +219,28 @@ def test_the_installed_ftfy_takes_the_fast_path():
         assert textfix._COPIED_STEP
 
 
+def test_the_copy_is_used_only_for_the_source_it_was_copied_from(monkeypatch):
+    from reasonrank.core import textfix
+
+    def changed_step(text, config):  # an ftfy whose step reads differently
+        return ftfy.ExplainedText(text, [])
+
+    assert textfix._is_the_copied_step() or ftfy.__version__ != "6.3.1"
+    monkeypatch.setattr(ftfy, "_fix_encoding_one_step_and_explain", changed_step)
+    assert not textfix._is_the_copied_step()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(_MOJIBAKE, _TRICKY, st.text(max_size=4)), max_size=14).map("".join))
+def test_another_ftfy_runs_its_own_encoding_step(text):
+    from reasonrank.core import textfix
+
+    line = text.replace("\n", " ") + "\n"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(textfix, "_COPIED_STEP", False)  # what an ftfy whose step's source differs gets
+        assert textfix.fix_segment(line) == ftfy.fix_text(line)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.one_of(_MOJIBAKE, _TRICKY, st.text(max_size=3)), min_size=1, max_size=20).map("".join))
 def test_the_encoding_step_is_ftfys_on_bad_text(text):

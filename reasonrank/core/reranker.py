@@ -198,7 +198,7 @@ class Reranker:
             return None
         with self._lock:
             if self._loop_thread is None or not self._loop_thread.alive:  # (a forked child starts its own)
-                self._loop_thread = LoopThread()
+                self._loop_thread = LoopThread(owner=self)  # closed with this reranker if close() is never called
             return None if self._loop_thread.here else self._loop_thread
 
     async def arerank_batch(

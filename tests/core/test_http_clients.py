@@ -6,10 +6,12 @@ table of docs/reliability.md, redirects, credentials, proxies, deadlines and con
 """
 
 import asyncio
+import gc
 import json
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -356,6 +358,32 @@ def test_each_event_loop_gets_its_own_client_closed_with_the_loop(server):
     [done] = asyncio.run(backend.agenerate([request()]))  # a new loop, a new session
     assert done.error is None and len(backend._aclients) <= 1
     backend.close()
+
+
+def test_a_reranker_never_closed_closes_its_loop_when_collected(server, client):
+    rr = Reranker("m", base_url=server.base_url, http_client=client, truncation="words")
+    assert rr.rerank("cats", ["cats purr", "dogs bark"]).order
+    loop_thread = rr._loop_thread
+    del rr
+    gc.collect()
+    loop_thread.thread.join(5)
+    assert not loop_thread.thread.is_alive() and loop_thread.loop.is_closed()  # no thread left behind
+
+
+_NEVER_CLOSED = """
+import sys
+from reasonrank import Reranker
+rr = Reranker("m", base_url=sys.argv[1], http_client=sys.argv[2], truncation="words")
+print(rr.rerank("cats", ["cats purr", "dogs bark"]).order)
+"""
+
+
+def test_a_reranker_never_closed_exits_quietly(server, client):
+    # aiohttp reports a session still open when the interpreter tears it down ("Unclosed client session")
+    done = subprocess.run([sys.executable, "-c", _NEVER_CLOSED, server.base_url, client], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip() in ("[0, 1]", "[1, 0]")
+    assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 async def test_server_truncation_over_both_clients(client):

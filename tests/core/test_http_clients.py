@@ -371,16 +371,20 @@ def test_a_reranker_never_closed_closes_its_loop_when_collected(server, client):
 
 
 _NEVER_CLOSED = """
-import sys
+import asyncio, sys
 from reasonrank import Reranker
 rr = Reranker("m", base_url=sys.argv[1], http_client=sys.argv[2], truncation="words")
-print(rr.rerank("cats", ["cats purr", "dogs bark"]).order)
+if sys.argv[3] == "sync":  # on the reranker's own loop thread
+    print(rr.rerank("cats", ["cats purr", "dogs bark"]).order)
+else:  # on the caller's loop, which is never shut down (no asyncio.run)
+    print(asyncio.new_event_loop().run_until_complete(rr.arerank("cats", ["cats purr", "dogs bark"])).order)
 """
 
 
-def test_a_reranker_never_closed_exits_quietly(server, client):
+@pytest.mark.parametrize("api", ["sync", "run_until_complete"])
+def test_a_reranker_never_closed_exits_quietly(server, client, api):
     # aiohttp reports a session still open when the interpreter tears it down ("Unclosed client session")
-    done = subprocess.run([sys.executable, "-c", _NEVER_CLOSED, server.base_url, client], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", _NEVER_CLOSED, server.base_url, client, api], capture_output=True,
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() in ("[0, 1]", "[1, 0]")
     assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr

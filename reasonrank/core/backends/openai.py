@@ -99,6 +99,15 @@ _CHECKS = {
 }
 
 
+def _close_loop_clients(aclients: Mapping[asyncio.AbstractEventLoop, Any]) -> None:
+    """Close each loop's client where its loop allows it (a backend's finalizer: never raises)."""
+    for loop, state in list(aclients.items()):
+        try:
+            close_on_its_loop(loop, state.keeper)
+        except Exception:  # noqa: BLE001 - at exit or in a collection: nothing to report to
+            pass
+
+
 class OpenAIBackend(Backend):
     """Windows ranked by a model behind an OpenAI-compatible chat API.
 
@@ -166,6 +175,9 @@ class OpenAIBackend(Backend):
         self._ssl: ssl.SSLContext | None = None  # with the CA store
         self._no_ca: ssl.SSLContext | None = None
         self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        # event loops that are never shut down (run_until_complete without asyncio.run) keep their client
+        # open: it is closed when this backend is collected or at exit, where its loop still allows it
+        weakref.finalize(self, _close_loop_clients, self._aclients)
         self._tokenizer: Any = None
         # "auto" with a local tokenizer is decided now; without one, the first truncation probes the server.
         self._resolved_truncation: str | None = (

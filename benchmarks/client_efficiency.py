@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -207,8 +206,8 @@ def main() -> None:
         "--http-client",
         nargs="+",
         choices=("httpx", "aiohttp"),
-        default=["httpx", "aiohttp"] if importlib.util.find_spec("aiohttp") else ["httpx"],
-        help="the openai backend's async HTTP client(s) to measure side by side (default: both when aiohttp is installed)",
+        default=["httpx", "aiohttp"],
+        help="the openai backend's async HTTP client(s) to measure side by side (default: both)",
     )
     p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -262,7 +261,8 @@ def main() -> None:
     if WARM:  # the same candidates again and again: ftfy's fixes are cached
         copies = candidates * reps
     with StandInServer(0.0) as server:
-        run(server.base_url, "sliding", "rerank_batch", c, queries[:2], candidates[:2])  # warm up imports
+        for http_client in args.http_client:  # warm up imports
+            run(server.base_url, "sliding", "rerank_batch", c, queries[:2], candidates[:2], http_client)
         for strategy, api, http_client in combos:
             measured = []
             for _ in range(args.runs):

@@ -1,7 +1,7 @@
 """Client CPU per HTTP request, by HTTP stack: where the client's time per window goes (issue 13).
 
-The openai backend's async requests go through an ``httpx.AsyncClient`` (one per connection), or
-with ``http_client="aiohttp"`` through one aiohttp session. This measures both of the package's paths
+The openai backend's async requests go through one aiohttp session (``http_client="aiohttp"``, the
+default), or an ``httpx.AsyncClient`` per connection (``http_client="httpx"``). This measures both of the package's paths
 and the HTTP stacks under them on the same requests: a window-sized chat request (~8 KB of JSON)
 to the stand-in server of ``client_efficiency.py`` (its own process, answering at once), ``--requests``
 requests over ``--concurrency`` connections, the client pinned to one CPU. Per stack: client CPU
@@ -10,12 +10,11 @@ median of ``--runs`` runs.
 
 - reasonrank with each ``http_client``: a loop client's ``send`` (time and size bounds, the answer read
   into the ``httpx.Response`` the retry policy reads).
-- ``httpx.AsyncClient.stream``: what the default path uses.
+- ``httpx.AsyncClient.stream``: what ``http_client="httpx"`` uses.
 - ``httpx.AsyncHTTPTransport``: the same connection pool without the client layer (URL and header
   merging, auth, redirects, cookies, proxies from the environment).
 - ``httpcore.AsyncConnectionPool``: the pool alone.
-- ``aiohttp.ClientSession``: what ``http_client="aiohttp"`` uses. Both aiohttp rows need ``aiohttp``
-  (``pip install 'reasonrank[aiohttp]'``).
+- ``aiohttp.ClientSession``: what ``http_client="aiohttp"`` (the default) uses.
 
     python benchmarks/http_client_cost.py [--requests 2000] [--concurrency 32] [--runs 3]
 
@@ -145,7 +144,7 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})
     stacks = {
-        'reasonrank, `http_client="httpx"` (the default)': package("httpx"),
+        'reasonrank, `http_client="httpx"`': package("httpx"),
         "httpx.AsyncClient.stream": httpx_client,
         "httpx.AsyncHTTPTransport (no client layer)": httpx_transport,
         "httpcore.AsyncConnectionPool": httpcore_pool,
@@ -153,7 +152,7 @@ def main() -> None:
     try:
         import aiohttp  # noqa: F401
 
-        stacks['reasonrank, `http_client="aiohttp"`'] = package("aiohttp")
+        stacks['reasonrank, `http_client="aiohttp"` (the default)'] = package("aiohttp")
         stacks["aiohttp.ClientSession"] = aiohttp_session
     except ImportError:
         print("(aiohttp is not installed: its rows are left out)\n")

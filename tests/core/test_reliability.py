@@ -268,39 +268,41 @@ def test_validate_options_is_quiet_for_good_options():
 
 # ---------------------------------------------------------------- 11 and 13. clients, limits and pools
 LEAK_CHECK = """
-import asyncio, gc, warnings
-import httpx
+import asyncio, gc, sys, warnings
+import aiohttp, httpx
 from reasonrank import Reranker
 from reasonrank.testing import RankingServer
 
 warnings.simplefilter("always")
 with warnings.catch_warnings(record=True) as caught:
     with RankingServer() as server:
-        reranker = Reranker("m", base_url=server.base_url, truncation="words")
+        reranker = Reranker("m", base_url=server.base_url, truncation="words", http_client=sys.argv[1])
         for _ in range(6):
             asyncio.run(reranker.arerank("cats", [f"doc {i} cats" for i in range(30)]))
             reranker.rerank("cats", [f"doc {i} cats" for i in range(30)])  # on the reranker's loop thread
         reranker.close()
         gc.collect()
-        clients = [o for o in gc.get_objects() if isinstance(o, httpx.AsyncClient)]
+        clients = [o for o in gc.get_objects() if isinstance(o, (httpx.AsyncClient, aiohttp.ClientSession))]
         gc.collect()
 leaks = [w for w in caught if issubclass(w.category, ResourceWarning)]
 print("ResourceWarnings", len(leaks), [str(w.message)[:80] for w in leaks[:3]])
-print("open clients", sum(not c.is_closed for c in clients))
+print("open clients", sum(not (c.is_closed if isinstance(c, httpx.AsyncClient) else c.closed) for c in clients))
 """
 
 
-def test_repeated_asyncio_run_leaks_no_client():
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_repeated_asyncio_run_leaks_no_client(client):
     done = subprocess.run(
-        [sys.executable, "-X", "dev", "-c", textwrap.dedent(LEAK_CHECK)], capture_output=True, text=True, timeout=120
-    )
+        [sys.executable, "-X", "dev", "-c", textwrap.dedent(LEAK_CHECK), client],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "ResourceWarnings 0 []" in done.stdout and "open clients 0" in done.stdout, done.stdout + done.stderr
     assert "unclosed" not in done.stderr.lower(), done.stderr
 
 
 def test_one_client_and_limit_per_event_loop(server):
-    backend = backend_for(server)
+    backend = backend_for(server, http_client="httpx")  # (aiohttp's twin: tests/core/test_http_clients.py)
 
     async def twice():
         await backend.agenerate([request()])
@@ -326,7 +328,7 @@ async def test_concurrent_calls_share_one_limit():
 async def test_each_connection_has_its_own_small_pool_behind_the_one_limit():
     # httpcore's pool costs CPU quadratic in its connections per request: one client per connection
     with RankingServer(latency=0.05) as srv:
-        async with OpenAIBackend("m", base_url=srv.base_url, concurrency=5, **FAST) as backend:
+        async with OpenAIBackend("m", base_url=srv.base_url, concurrency=5, http_client="httpx", **FAST) as backend:
             results = await asyncio.gather(*(backend.agenerate([request(f"w{i}")]) for i in range(20)))
             state = backend._aclients[asyncio.get_running_loop()]
             clients = list(state.clients)

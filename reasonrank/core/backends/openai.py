@@ -1,4 +1,8 @@
-"""Any OpenAI-compatible ``/v1/chat/completions`` server (``vllm serve``, SGLang, TGI, hosted APIs), over httpx.
+"""Any OpenAI-compatible ``/v1/chat/completions`` server (``vllm serve``, SGLang, TGI, hosted APIs).
+
+Async requests (``arerank``, and ``rerank_batch``, which runs them) go over aiohttp by default
+(``http_client="aiohttp"``: ~1/3.5 of httpx's client CPU a request), or httpx (``http_client="httpx"``);
+``backend.generate`` called directly uses httpx. The outcome of either is read the same way.
 
 No ``openai`` or ``vllm`` package is needed. Every request is bounded by a total wall-clock ``timeout``
 and a body size cap, and transient failures (connection errors, timeouts, dropped connections, 429 with
@@ -150,7 +154,7 @@ class OpenAIBackend(Backend):
         headers: dict[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         circuit_cooldown: float = 5.0,
-        http_client: str = "httpx",
+        http_client: str = "aiohttp",
     ) -> None:
         options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.validate_options(**options)
@@ -200,11 +204,14 @@ class OpenAIBackend(Backend):
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATION_MODES)}, got {truncation!r}")
         if truncation == "tokenizer" and not options.get("tokenizer"):
             raise ValueError("truncation='tokenizer' needs tokenizer= (a local path or a Hugging Face id)")
-        http_client = options.get("http_client", "httpx")
+        http_client = options.get("http_client", "aiohttp")
         if http_client not in HTTP_CLIENTS:
             raise ValueError(f"http_client must be one of {', '.join(HTTP_CLIENTS)}, got {http_client!r}")
         if http_client == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
-            raise ValueError("http_client='aiohttp' needs aiohttp: pip install 'reasonrank[aiohttp]'")
+            raise ValueError(
+                "http_client='aiohttp' (the default) needs aiohttp, a dependency of reasonrank: "
+                "reinstall reasonrank, or pass http_client='httpx'"
+            )
 
     @property
     def timeout(self) -> float:

@@ -146,7 +146,7 @@ def _read_sync(response: httpx.Response, body: Body) -> None:
             raise
 
 
-def request(client: httpx.Client, call: Call) -> tuple[httpx.Response | Exception, float]:
+def request(client: httpx.Client, call: Call) -> Reply:
     """Make one request with a sync client: bounded in time and size, never raising for its outcome."""
     body = Body.for_call(call)
     if body is None:
@@ -170,9 +170,7 @@ async def _aread(client: httpx.AsyncClient, call: Call, body: Body, seconds: flo
     return body.response(response.status_code, response.headers.multi_items(), response.request)
 
 
-async def _arequest(
-    client: httpx.AsyncClient, call: Call, lease: Lease | None = None
-) -> tuple[httpx.Response | Exception, float]:
+async def _arequest(client: httpx.AsyncClient, call: Call, lease: Lease | None = None) -> Reply:
     body = Body.for_call(call)
     if body is None:
         return late(), 0.0

@@ -65,10 +65,16 @@ class Reranker:
     @classmethod
     def from_config(cls, config: RerankerConfig) -> Reranker:
         """A reranker with these settings (its ``backend_kwargs`` are checked like keywords)."""
-        _check_backend_keywords(config.backend, config.backend_kwargs)
+        cls.check_config(config)
         reranker = cls.__new__(cls)
         reranker._setup(config)
         return reranker
+
+    @staticmethod
+    def check_config(config: RerankerConfig) -> None:
+        """``TypeError``/``ValueError`` for ``backend_kwargs`` the backend does not take (names, then values),
+        as constructing a reranker from ``config`` would raise; for those who build it later."""
+        _check_backend_keywords(config.backend, config.backend_kwargs)
 
     def _setup(self, config: RerankerConfig) -> None:
         self.config = config

@@ -405,6 +405,8 @@ class AdapterCore:
         if reranker is None:
             check_backend_kwargs((settings or {}).get("backend_kwargs"))
         self.config = reranker.config if reranker is not None else RerankerConfig(**(settings or {}))
+        if reranker is None:  # the reranker is built on first use: its backend options are checked now
+            Reranker.check_config(self.config)
         self.given = reranker is not None
         self._reranker = reranker
         self._lock = threading.Lock()

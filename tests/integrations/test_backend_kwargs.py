@@ -89,6 +89,24 @@ def test_plain_backend_kwargs_are_accepted(framework):
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_http_client_setting_survives_serialization_and_reaches_the_backend(framework):
+    adapter = adapter_class(framework)(base_url="http://127.0.0.1:9/v1", backend_kwargs={"http_client": "httpx"})
+    loaded = load(framework, dump(framework, adapter))
+    assert loaded.backend_kwargs == {"http_client": "httpx"}
+    assert reranker_of(loaded).backend.http_client == "httpx"
+    assert reranker_of(adapter_class(framework)(base_url="http://127.0.0.1:9/v1")).backend.http_client == "aiohttp"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_backend_kwargs_are_checked_at_construction_as_the_core_checks_them(framework):
+    # the adapter builds its reranker on first use; a wrong option still fails when the adapter is made
+    with pytest.raises(ValueError, match="http_client must be one of httpx, aiohttp, got 'curl'"):
+        adapter_class(framework)(backend_kwargs={"http_client": "curl"})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'timeuot' \\(did you mean 'timeout'\\?\\)"):
+        adapter_class(framework)(backend_kwargs={"timeuot": 5})
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_headers_are_used_but_never_serialized(framework):
     adapter = adapter_class(framework)(backend_kwargs={"timeout": 5, "headers": {"X-Tenant": "acme"}})
     assert reranker_of(adapter).config.backend_kwargs["headers"] == {"X-Tenant": "acme"}  # used in memory

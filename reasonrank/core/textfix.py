@@ -8,7 +8,10 @@ most of its time goes to steps that leave the text as it is:
 - the mojibake test (``badness.is_bad``, a large regex searched over the whole line, 40-75 µs), which
   ``fix_encoding`` runs before every step and once more over the fixed text: here it is searched only
   near non-ASCII characters (every match has one, read from the parsed regex), and the encoding step
-  (ftfy's, copied without its gate; checked against ftfy's source) is not asked twice.
+  (ftfy's, copied without its gate; checked against ftfy's source) is not asked twice;
+- the other fixers of each pass (~13 µs on such a line), again in the pass that finds nothing left to
+  fix: here they run only when the text has a character one of them changes (one class of them all,
+  from their tables and from the source of the others, checked against ftfy's).
 
 Every other step is ftfy's own, in ftfy's order. That order is ftfy 6's (``fix_and_explain``): another
 major version, or a fixer this loop does not know, gets ``ftfy.fix_text`` itself.
@@ -204,6 +207,50 @@ _LIGATURES = _any_of(chardata.LIGATURES)
 _WIDTH = _any_of(chardata.WIDTH_MAP)
 _CONTROL = _any_of(chardata.CONTROL_CHARS)
 
+# The fixers after the encoding fix that change text by pattern, not by table, and the characters
+# without which each returns a text as it is, read from their source in ftfy 6.3.1 (``_PATTERN_SOURCE``).
+_PATTERN_STEPS = {
+    "fix_c1_controls": [chardata.C1_CONTROL_RE],  # C1_CONTROL_RE.sub
+    "uncurl_quotes": [chardata.SINGLE_QUOTE_RE, chardata.DOUBLE_QUOTE_RE],  # their .sub
+    "fix_line_breaks": [re.compile("[\r\u2028\u2029\x85]")],  # str.replace of these
+    "fix_surrogates": [fixes.SURROGATE_RE],  # only when SURROGATE_RE.search
+    "remove_terminal_escapes": [re.compile("[\x1b]")],  # ANSI_RE.sub, and ANSI_RE begins with ESC
+}
+# sha256 of those fixers' inspect.getsource and of the patterns of the regexes they use, in ftfy 6.3.1
+_PATTERN_SOURCE = "763c2fcdcdf4f31b453e14c9981229aac7aa32c3272f5695a4f9ee839dfdbccb"
+
+
+def _pattern_source() -> str:
+    try:
+        sources = [inspect.getsource(getattr(fixes, name)) for name in _PATTERN_STEPS]
+    except (OSError, TypeError):  # no source shipped
+        return ""
+    regexes = (
+        chardata.C1_CONTROL_RE,
+        chardata.SINGLE_QUOTE_RE,
+        chardata.DOUBLE_QUOTE_RE,
+        fixes.SURROGATE_RE,
+        fixes.ANSI_RE,
+    )
+    return hashlib.sha256("".join(sources + [ascii(regex.pattern) for regex in regexes]).encode()).hexdigest()
+
+
+def _chars_some_step_changes() -> re.Pattern[str] | None:
+    """One class of every character that some fixer after the encoding fix changes (None: not this ftfy).
+
+    Each of those fixers returns a text without its characters as it is, so a text without any of
+    them passes all of them unchanged, one after the other. The table fixers' characters are their
+    tables' keys; the others' are read from their source, used only while it is the one read.
+    """
+    if not (_EXACT and _pattern_source() == _PATTERN_SOURCE):
+        return None
+    classes = [regex.pattern[1:-1] for regexes in _PATTERN_STEPS.values() for regex in regexes]
+    classes += [table.pattern[1:-1] for table in (_LIGATURES, _WIDTH, _CONTROL)]
+    return re.compile("[" + "".join(classes) + "]")
+
+
+_STEP_CHARS = _chars_some_step_changes()
+
 
 def fix_segment(segment: str, unescape_html: bool | Literal["auto"] = "auto") -> str:
     """``ftfy.fix_text(segment, unescape_html=unescape_html)`` for a segment ftfy fixes whole.
@@ -222,17 +269,24 @@ def fix_segment(segment: str, unescape_html: bool | Literal["auto"] = "auto") ->
             text = fixes.unescape_html(text)
         if text != encoded:
             text = encoded = _fix_encoding(text)
-        text = fixes.fix_c1_controls(text)
-        if _LIGATURES.search(text):
-            text = fixes.fix_latin_ligatures(text)
-        if _WIDTH.search(text):
-            text = fixes.fix_character_width(text)
-        text = fixes.uncurl_quotes(text)
-        text = fixes.fix_line_breaks(text)
-        text = fixes.fix_surrogates(text)
-        text = fixes.remove_terminal_escapes(text)
-        if _CONTROL.search(text):
-            text = fixes.remove_control_chars(text)
+        if _STEP_CHARS is None or _STEP_CHARS.search(text):
+            text = _steps(text)
         text = unicodedata.normalize("NFC", text)
         if text == before:
             return text
+
+
+def _steps(text: str) -> str:
+    """ftfy's fixers between the encoding fix and normalization, in its order (table fixers when needed)."""
+    text = fixes.fix_c1_controls(text)
+    if _LIGATURES.search(text):
+        text = fixes.fix_latin_ligatures(text)
+    if _WIDTH.search(text):
+        text = fixes.fix_character_width(text)
+    text = fixes.uncurl_quotes(text)
+    text = fixes.fix_line_breaks(text)
+    text = fixes.fix_surrogates(text)
+    text = fixes.remove_terminal_escapes(text)
+    if _CONTROL.search(text):
+        text = fixes.remove_control_chars(text)
+    return text

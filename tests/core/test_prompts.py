@@ -258,6 +258,52 @@ def test_is_bad_searched_near_non_ascii_characters_is_ftfys(text):
     assert _is_bad(text) == ftfy.badness.is_bad(text)
 
 
+_FIXERS_AFTER_ENCODING = ("fix_c1_controls", "fix_latin_ligatures", "fix_character_width", "uncurl_quotes",
+                          "fix_line_breaks", "fix_surrogates", "remove_terminal_escapes", "remove_control_chars")  # fmt: skip
+
+
+def test_every_character_a_fixer_changes_is_one_the_pass_looks_for():
+    """Every character of the Basic Multilingual Plane that one of ftfy's fixers after the encoding fix
+    changes (alone between letters, or starting an ANSI escape) is in ``_STEP_CHARS``."""
+    from ftfy import fixes
+
+    from reasonrank.core.textfix import _STEP_CHARS
+
+    assert _STEP_CHARS is not None  # the installed ftfy's fixers are the ones read
+    fixers = [getattr(fixes, name) for name in _FIXERS_AFTER_ENCODING]
+    for code in range(0x10000):
+        char = chr(code)
+        for text in (f"a{char}b", f"{char}[31m"):
+            if any(fixer(text) != text for fixer in fixers):
+                assert _STEP_CHARS.search(char), f"{char!r} is changed by a fixer but not looked for"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40))
+def test_a_text_without_those_characters_passes_every_fixer_unchanged(text):
+    from ftfy import fixes
+
+    from reasonrank.core.textfix import _STEP_CHARS, _steps
+
+    text = _STEP_CHARS.sub("", text)
+    assert _steps(text) == text
+    assert all(getattr(fixes, name)(text) == text for name in _FIXERS_AFTER_ENCODING)
+
+
+def test_another_ftfys_fixers_run_on_every_pass(monkeypatch):
+    from ftfy import fixes
+
+    from reasonrank.core import textfix
+
+    monkeypatch.setattr(fixes, "uncurl_quotes", lambda text: text.replace("\u2018", "'"))  # a fixer read differently
+    assert textfix._chars_some_step_changes() is None
+    monkeypatch.undo()
+    assert textfix._chars_some_step_changes().pattern == textfix._STEP_CHARS.pattern
+    monkeypatch.setattr(textfix, "_STEP_CHARS", None)  # what such an ftfy gets: every fixer on every pass
+    for text in ("“quoted” cafÃ©\n", "Ã¢â‚¬â„¢ ﬁ\r\n", "plain é\n", "\x1b[31mred\x85"):
+        assert textfix.fix_segment(text) == ftfy.fix_text(text)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(_MOJIBAKE, _TRICKY, st.text(max_size=4)), max_size=14).map("".join),
        st.sampled_from([False, True, "auto"]))  # fmt: skip

@@ -261,8 +261,66 @@ async def test_no_proxy_hosts_are_reached_directly(server, client, monkeypatch):
     assert done.error is None and proxy.seen == [] and len(server.chat_requests) == 1
 
 
-# ---------------------------------------------------------------- TLS
 _PROXY_VARS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+@contextmanager
+def listener():
+    """A TCP port on 127.0.0.1 that records every connection made to it (and answers nothing)."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.settimeout(0.05)
+    seen = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            seen.append(conn.recv(1024))
+            conn.close()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1], seen
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+async def test_a_socks_proxy_fails_the_aiohttp_client_at_once_naming_the_way_out(server, monkeypatch):
+    """aiohttp speaks only HTTP to a proxy: a SOCKS one in the environment would get an HTTP request."""
+    with listener() as (port, seen):
+        for name in (*_PROXY_VARS, "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("ALL_PROXY", f"socks5://user:s3cret@127.0.0.1:{port}")
+        async with backend_for(server.base_url, "aiohttp", max_retries=2) as backend:
+            done = await one(backend)
+        time.sleep(0.2)  # (a connection, had one been made, is recorded by now)
+    assert done.fatal and "SOCKS proxy" in done.error and "http_client='httpx'" in done.error
+    assert "s3cret" not in done.error and "socks5://***@127.0.0.1" in done.error
+    assert seen == [] and server.chat_requests == []  # nothing went to the proxy, nor around it
+
+
+def test_the_httpx_client_names_its_missing_socks_support(server, monkeypatch):
+    pytest.importorskip("httpx")
+    if __import__("importlib").util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: httpx then speaks SOCKS")
+    for name in (*_PROXY_VARS, "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    with pytest.raises(ImportError, match=r"httpx\[socks\]"):
+        Reranker("m", base_url=server.base_url, http_client="httpx", truncation="words").rerank("q", ["a", "b"])
+
+
+# ---------------------------------------------------------------- TLS
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ The package's httpx path costs ~0.63 ms of client CPU per request, its aiohttp p
 process can drive. The exchanges of :mod:`reasonrank.core.backends.http` stay the same: each request's
 outcome comes back as the ``httpx.Response`` or httpx exception they read, so the retry policy, the
 failure table and the error texts are those of httpx. As there: a request is bounded in total time and
-body size, redirects are never followed, proxies come from the environment (``HTTPS_PROXY``, ...),
+body size, redirects are never followed, proxies come from the environment (``HTTPS_PROXY``, ...;
+an HTTP one: a SOCKS one fails the request at once, naming ``http_client="httpx"``),
 and a request cut mid-flight closes its connection (aiohttp never reuses it). ``.netrc`` is not read
 (nor by httpx): the only credentials sent are the API key and those in ``base_url``, to its host.
 """
@@ -24,7 +25,7 @@ from functools import lru_cache
 import aiohttp
 import httpx
 
-from reasonrank.core.backends.http import Call, ResponseTooLarge
+from reasonrank.core.backends.http import Call, ResponseTooLarge, redact
 from reasonrank.core.backends.runners import Body, Reply, check_length, close_at_loop_shutdown, late, timed_out
 
 __all__ = ["AiohttpLoopClient", "env_proxy"]
@@ -72,7 +73,7 @@ class AiohttpLoopClient:
                 result = _as_httpx(err)
             except TimeoutError:  # the whole request's time is up
                 result = timed_out(body.seconds)
-            except ValueError as err:  # a header aiohttp refuses to send (both a key and URL credentials, ...)
+            except ValueError as err:  # a header aiohttp refuses to send (a key and URL credentials), a SOCKS proxy
                 result = httpx.LocalProtocolError(str(err))
                 result.__cause__ = err
             except ResponseTooLarge as err:
@@ -90,11 +91,19 @@ class AiohttpLoopClient:
             return body.response(response.status, response.headers.items(), _request(call.method, call.url))
 
     def _proxy(self, url: str) -> str | None:
-        """The environment's proxy for ``url``, read on its first request."""
+        """The environment's proxy for ``url``, read on its first request; a SOCKS one is refused
+        (aiohttp would speak HTTP to it): the request then fails at once, naming the way out."""
         try:
             return self.proxies[url]
         except KeyError:
-            proxy = self.proxies[url] = env_proxy(url)
+            proxy = env_proxy(url)
+            if proxy is not None and urllib.parse.urlsplit(proxy).scheme.lower().startswith("socks"):
+                raise ValueError(
+                    f"the environment's proxy for {urllib.parse.urlsplit(url).scheme} URLs is a SOCKS proxy"
+                    f" ({redact(proxy)}), which http_client='aiohttp' cannot use: pass http_client='httpx'"
+                    " (with `pip install httpx[socks]`), or name the host in NO_PROXY"
+                ) from None
+            self.proxies[url] = proxy
             return proxy
 
 

@@ -103,9 +103,15 @@ _FTFY_TOUCHES_ASCII = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\r]")
 _MAX_SEGMENT = 1_000_000
 
 
+# the same characters as bytes, for bytes.translate's delete (~3x faster than the regex's search)
+_TOUCHED_ASCII_BYTES = bytes(code for code in range(128) if _FTFY_TOUCHES_ASCII.match(chr(code)))
+
+
 def _untouched(segment: str, unescape_html: bool | str) -> bool:
     return (
-        segment.isascii() and not _FTFY_TOUCHES_ASCII.search(segment) and (unescape_html is False or "&" not in segment)
+        segment.isascii()
+        and len(segment.encode("ascii").translate(None, _TOUCHED_ASCII_BYTES)) == len(segment)
+        and (unescape_html is False or "&" not in segment)
     )
 
 

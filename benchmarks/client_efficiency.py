@@ -144,9 +144,9 @@ WARM = False  # --warm: keep ftfy's caches (passages seen before)
 
 
 def run(base_url: str, strategy: str, api: str, concurrency: int, queries, candidates, http_client: str = "httpx"):
-    """(wall seconds, results) of one configuration on a fresh Reranker, ftfy's caches cleared.
+    """(wall seconds, results, start) of one configuration on a fresh Reranker, ftfy's caches cleared.
 
-    ``run.started`` is then the ``time.monotonic()`` of its start (to read the server's arrivals against).
+    ``start`` is the ``time.monotonic()`` of its start, to read the server's arrivals against.
     """
     if not WARM:
         prompts._fix_segment.cache_clear()
@@ -160,7 +160,7 @@ def run(base_url: str, strategy: str, api: str, concurrency: int, queries, candi
         http_client=http_client,
     )
     with rr:
-        run.started = time.monotonic()
+        started = time.monotonic()
         start = time.perf_counter()
         if api == "rerank_batch":
             results = rr.rerank_batch(queries, candidates)
@@ -174,7 +174,7 @@ def run(base_url: str, strategy: str, api: str, concurrency: int, queries, candi
     failed = sum(r.usage.failed_calls + r.usage.skipped_windows for r in results)
     if failed:
         raise RuntimeError(f"{failed} windows failed or were skipped: the figures would be wrong")
-    return wall, results
+    return wall, results, started
 
 
 def round_sizes(strategy: str, n: int) -> list[int]:
@@ -251,8 +251,9 @@ def efficiency(args, queries, candidates, combos) -> None:
                 walls, floors = [], []
                 for _ in range(args.runs):
                     server.arrivals()  # (forget earlier runs')
-                    walls.append(run(server.base_url, strategy, api, c, queries, candidates, http_client)[0])
-                    arrived = [t - run.started for t in server.arrivals()]
+                    wall, _, started = run(server.base_url, strategy, api, c, queries, candidates, http_client)
+                    walls.append(wall)
+                    arrived = [t - started for t in server.arrivals()]
                     floors.append(first_wave_bound(strategy, candidates, c, args.latency, arrived))
                 wall = statistics.median(walls)
                 bound = lower_bound(strategy, candidates, c, args.latency)
@@ -340,7 +341,7 @@ def main() -> None:
             measured = []
             for _ in range(args.runs):
                 cpu = time.process_time()
-                wall, results = run(server.base_url, strategy, api, c, queries * reps, copies, http_client)
+                wall, results, _ = run(server.base_url, strategy, api, c, queries * reps, copies, http_client)
                 measured.append((wall, time.process_time() - cpu))
             wall, cpu = statistics.median(w for w, _ in measured), statistics.median(c for _, c in measured)
             windows = sum(r.usage.calls for r in results)

@@ -193,12 +193,17 @@ def _as_utf8(text: str, encoding: str) -> str | None:
 _STEP_SOURCE = "995180c6d3d524b27245073a2d87342e0ddf9494f00e9adb4d7b4734852587f7"
 
 
-def _is_the_copied_step() -> bool:
+def _source_sha256(functions: list[object], *texts: str) -> str:
+    """sha256 of the functions' ``inspect.getsource`` and then ``texts``, all joined; "" without source."""
     try:
-        source = inspect.getsource(ftfy._fix_encoding_one_step_and_explain)
+        sources = [inspect.getsource(function) for function in functions]  # type: ignore[arg-type]
     except (OSError, TypeError):  # no source shipped
-        return False
-    return hashlib.sha256(source.encode()).hexdigest() == _STEP_SOURCE
+        return ""
+    return hashlib.sha256("".join([*sources, *texts]).encode()).hexdigest()
+
+
+def _is_the_copied_step() -> bool:
+    return _source_sha256([ftfy._fix_encoding_one_step_and_explain]) == _STEP_SOURCE
 
 
 _ENCODING_CONFIG = ftfy.TextFixerConfig(explain=False)  # what ftfy.fix_encoding passes
@@ -216,23 +221,15 @@ _PATTERN_STEPS = {
     "fix_surrogates": [fixes.SURROGATE_RE],  # only when SURROGATE_RE.search
     "remove_terminal_escapes": [re.compile("[\x1b]")],  # ANSI_RE.sub, and ANSI_RE begins with ESC
 }
-# sha256 of those fixers' inspect.getsource and of the patterns of the regexes they use, in ftfy 6.3.1
-_PATTERN_SOURCE = "763c2fcdcdf4f31b453e14c9981229aac7aa32c3272f5695a4f9ee839dfdbccb"
+# sha256 of those fixers' inspect.getsource, those patterns and ANSI_RE's, in ftfy 6.3.1
+_PATTERN_SOURCE = "bf5b83ae0bd7a3f288791d1d66c1a4bc3610f9aafa4e5cb15fcfc0f11ceafd8a"
 
 
 def _pattern_source() -> str:
-    try:
-        sources = [inspect.getsource(getattr(fixes, name)) for name in _PATTERN_STEPS]
-    except (OSError, TypeError):  # no source shipped
-        return ""
-    regexes = (
-        chardata.C1_CONTROL_RE,
-        chardata.SINGLE_QUOTE_RE,
-        chardata.DOUBLE_QUOTE_RE,
-        fixes.SURROGATE_RE,
-        fixes.ANSI_RE,
+    regexes = [regex for regexes in _PATTERN_STEPS.values() for regex in regexes] + [fixes.ANSI_RE]
+    return _source_sha256(
+        [getattr(fixes, name) for name in _PATTERN_STEPS], *(ascii(regex.pattern) for regex in regexes)
     )
-    return hashlib.sha256("".join(sources + [ascii(regex.pattern) for regex in regexes]).encode()).hexdigest()
 
 
 def _chars_some_step_changes() -> re.Pattern[str] | None:

@@ -177,6 +177,13 @@ def run(base_url: str, strategy: str, api: str, concurrency: int, queries, candi
     return wall, results, started
 
 
+def warm_up(server: StandInServer, http_clients, queries, candidates) -> None:
+    """Two queries through each HTTP client first: the lazy imports (ftfy, aiohttp) are not timed."""
+    for http_client in http_clients:
+        run(server.base_url, "sliding", "rerank_batch", 32, queries[:2], candidates[:2], http_client)
+    server.arrivals()  # (forget them)
+
+
 def round_sizes(strategy: str, n: int) -> list[int]:
     """The windows of each round of one query of ``n`` passages."""
     plan = make_strategy(strategy).plan(n)
@@ -245,6 +252,7 @@ def efficiency(args, queries, candidates, combos) -> None:
     print("|---|---|---|" + "---:|" * len(args.concurrency))
     first_waves = []
     with StandInServer(args.latency) as server:
+        warm_up(server, args.http_client, queries, candidates)
         for strategy, api, http_client in combos:
             cells = []
             for c in args.concurrency:
@@ -335,8 +343,7 @@ def main() -> None:
     if WARM:  # the same candidates again and again: ftfy's fixes are cached
         copies = candidates * reps
     with StandInServer(0.0) as server:
-        for http_client in args.http_client:  # warm up imports
-            run(server.base_url, "sliding", "rerank_batch", c, queries[:2], candidates[:2], http_client)
+        warm_up(server, args.http_client, queries, candidates)
         for strategy, api, http_client in combos:
             measured = []
             for _ in range(args.runs):

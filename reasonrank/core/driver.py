@@ -43,7 +43,7 @@ class QueryState:
 
     index: int
     query: str
-    passages: Sequence[Passage]
+    passages: Sequence[Passage]  # as the reranker gives them: their texts, read once when the call was checked
     plan: Plan
     contents: list[str | None] = field(init=False)  # prompt contents of the head, None until prepared
     windows: list[WindowTrace] = field(default_factory=list)

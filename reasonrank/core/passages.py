@@ -37,7 +37,7 @@ def passage_text(passage: Passage) -> str:
     """The raw text of a passage: a string, or a dict with a text field and an optional title."""
     if isinstance(passage, str):
         return passage
-    if not isinstance(passage, Mapping):
+    if not isinstance(passage, dict) and not isinstance(passage, Mapping):  # (dict first: no ABC check)
         raise TypeError(f"a passage must be a str or a dict with a 'text' field, got {type(passage).__name__}")
     for field in TEXT_FIELDS:  # the first field present and not None
         text = passage.get(field)

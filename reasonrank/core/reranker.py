@@ -277,7 +277,8 @@ class Reranker:
                 query.finish_round(rankings[query.index])
 
     def _jobs(self, queries: Sequence[str], passages_per_query: Sequence[Sequence[Passage]]) -> list[QueryState]:
-        """Validate the inputs (naming the query and passage at fault) and plan each query's windows."""
+        """Validate the inputs (naming the query and passage at fault), read each passage's text, and plan
+        each query's windows."""
         if isinstance(queries, str):
             raise TypeError("rerank_batch takes a list of queries; use rerank() for one query")
         if len(queries) != len(passages_per_query):
@@ -288,12 +289,14 @@ class Reranker:
                 raise ValueError(f"query {qi} is empty; a query must be a non-empty string")
             if isinstance(passages, (str, bytes)) or not isinstance(passages, Sequence):
                 raise TypeError(f"passages of query {qi} must be a list, got {type(passages).__name__}")
+            texts = []
             for pi, passage in enumerate(passages):
                 try:
-                    passage_text(passage)
+                    texts.append(passage_text(passage))
                 except (TypeError, ValueError) as err:
                     raise type(err)(f"query {qi}, passage {pi}: {err}") from None
-            jobs.append(QueryState(qi, query, passages, self.strategy.plan(min(self.depth, len(passages)))))
+            # the texts read here are the ones prepared: each passage is read once
+            jobs.append(QueryState(qi, query, texts, self.strategy.plan(min(self.depth, len(passages)))))
         return jobs
 
     def _prepare(self, work: list[tuple[QueryState, list[int]]]) -> Generator[_Step, Any, None]:

@@ -7,7 +7,8 @@ most of its time goes to steps that leave the text as it is:
   ~17 µs each on a 400-character line: here each runs only when a character of its table is present;
 - the mojibake test (``badness.is_bad``, a large regex searched over the whole line, 40-75 µs), which
   ``fix_encoding`` runs before every step and once more over the fixed text: here it is searched only
-  near non-ASCII characters (every match has one, read from the parsed regex), and the encoding step
+  near the non-ASCII characters of which every match has one (read from the parsed regex; most fixed
+  text has none of them, and is not searched at all), and the encoding step
   (ftfy's, copied without its gate; checked against ftfy's source) is not asked twice;
 - the other fixers of each pass (~13 µs on such a line), again in the pass that finds nothing left to
   fix: here they run only when the text has a character one of them changes (one class of them all,
@@ -66,11 +67,30 @@ def _copies_this_ftfy() -> bool:
     )
 
 
-def _reach_of_matches_needing_non_ascii(pattern: re.Pattern[str]) -> int | None:
-    """The longest match of ``pattern`` when every match has a non-ASCII character, else None.
+def _non_ascii_only(op: object, av: object) -> set[int] | None:
+    """The code points a parsed regex element matches when it is one character, only non-ASCII ones
+    (a literal or a class of literals and ranges); else None."""
+    if str(op) == "LITERAL":
+        return {av} if av > 127 else None  # type: ignore[operator,set-item]
+    if str(op) != "IN":
+        return None
+    codes: set[int] = set()
+    for o, a in av:  # type: ignore[attr-defined]
+        if str(o) == "LITERAL" and a > 127:
+            codes.add(a)
+        elif str(o) == "RANGE" and a[0] > 127:
+            codes.update(range(a[0], a[1] + 1))
+        else:
+            return None
+    return codes
 
-    Read from the parsed pattern: each alternative must have an element that matches only non-ASCII
-    characters (a literal or a class of them), and the match width must be bounded.
+
+def _read_badness(pattern: re.Pattern[str]) -> tuple[int, str] | None:
+    """(the longest match of ``pattern``, a class of non-ASCII characters every match has one of), or None.
+
+    Read from the parsed pattern: each alternative must have an element that matches one character,
+    only non-ASCII ones (a literal or a class of them); a match of that alternative holds a character
+    of its smallest such element, so the class is their union. The match width must be bounded.
     """
     try:
         from re import _parser  # the stdlib's own parser; any change to it falls back to ftfy's search
@@ -81,40 +101,37 @@ def _reach_of_matches_needing_non_ascii(pattern: re.Pattern[str]) -> int | None:
         branches = items[0][1][1] if len(items) == 1 and str(items[0][0]) == "BRANCH" else [tree]
         if pattern.flags & re.IGNORECASE or longest > 64:
             return None
-
-        def non_ascii_only(op: object, av: object) -> bool:
-            if str(op) == "LITERAL":
-                return av > 127  # type: ignore[operator]
-            if str(op) == "IN":
-                return all(
-                    (str(o) == "LITERAL" and a > 127) or (str(o) == "RANGE" and a[0] > 127)  # type: ignore[index,operator]
-                    for o, a in av  # type: ignore[attr-defined]
-                )
-            return False
-
-        if all(any(non_ascii_only(op, av) for op, av in branch.data) for branch in branches):
-            return longest
+        anchors: set[int] = set()
+        for branch in branches:
+            elements = [codes for op, av in branch.data if (codes := _non_ascii_only(op, av))]
+            if not elements:
+                return None
+            anchors |= min(elements, key=len)
+        return longest, "".join(re.escape(chr(code)) for code in sorted(anchors))
     except Exception:  # noqa: BLE001 - a parser that reads differently: use ftfy's own search
         return None
-    return None
 
 
 _EXACT = _copies_this_ftfy()
-_BAD_REACH = _reach_of_matches_needing_non_ascii(badness.BADNESS_RE)
-# non-ASCII characters with at most 2 * (reach - 1) ASCII ones between them: their windows below overlap
-_NEAR_NON_ASCII = re.compile(rf"[^\x00-\x7f](?:[\x00-\x7f]{{0,{2 * (_BAD_REACH or 1) - 2}}}[^\x00-\x7f])*")
+_BADNESS = _read_badness(badness.BADNESS_RE)
+_BAD_REACH, _BAD_CHARS = _BADNESS or (None, "")
+# characters of that class with at most 2 * (reach - 1) others between them: their windows below overlap
+_NEAR_BAD = (
+    re.compile(rf"[{_BAD_CHARS}](?:[^{_BAD_CHARS}]{{0,{2 * _BAD_REACH - 2}}}[{_BAD_CHARS}])*") if _BAD_REACH else None
+)
 
 
 def _is_bad(text: str) -> bool:
-    """``ftfy.badness.is_bad(text)``, searching only near the non-ASCII characters that every match has.
+    """``ftfy.badness.is_bad(text)``, searching only near the characters of which every match has one.
 
     A match holding the character at ``i`` lies within ``[i - reach + 1, i + reach)``; ``search`` with
-    ``pos`` does not let ``^`` match there (it matches at the string's real start only).
+    ``pos`` does not let ``^`` match there (it matches at the string's real start only). Most text
+    fixed from mojibake has none of them (a DL19 line's ’ – … are not): no search at all.
     """
-    if _BAD_REACH is None:
+    if _NEAR_BAD is None or _BAD_REACH is None:  # (both or neither)
         return badness.is_bad(text)
     search, reach, n = badness.BADNESS_RE.search, _BAD_REACH, len(text)
-    for near in _NEAR_NON_ASCII.finditer(text):
+    for near in _NEAR_BAD.finditer(text):
         if search(text, max(near.start() - reach + 1, 0), min(near.end() + reach - 1, n)):
             return True
     return False

@@ -214,7 +214,7 @@ def test_the_installed_ftfy_takes_the_fast_path():
     """The parity tests above and below run textfix's own loop, not its fallback to ftfy."""
     from reasonrank.core import textfix
 
-    assert textfix._EXACT and textfix._BAD_REACH is not None
+    assert textfix._EXACT and textfix._BAD_REACH is not None and textfix._NEAR_BAD is not None
     if ftfy.__version__ == "6.3.1":  # another ftfy runs its own encoding step (correct, slower): re-read it
         assert textfix._COPIED_STEP
 
@@ -256,6 +256,19 @@ def test_is_bad_searched_near_non_ascii_characters_is_ftfys(text):
     from reasonrank.core.textfix import _is_bad
 
     assert _is_bad(text) == ftfy.badness.is_bad(text)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.from_regex(ftfy.badness.BADNESS_RE, fullmatch=True), st.sampled_from(["", "a ", "Ã", "’"]))
+def test_every_mojibake_match_holds_a_character_of_the_searched_class(match, before):
+    """Whatever the mojibake regex matches holds a character of the class ``_is_bad`` searches near;
+    ``_is_bad`` finds the match, and reads it in other text as ftfy does."""
+    from reasonrank.core.textfix import _BAD_CHARS, _is_bad
+
+    assert re.search(f"[{_BAD_CHARS}]", match), f"{match!r} has none of the characters searched near"
+    assert _is_bad(match)
+    for text in (before + match, before + match + " x", match + before):
+        assert _is_bad(text) == ftfy.badness.is_bad(text)
 
 
 _FIXERS_AFTER_ENCODING = ("fix_c1_controls", "fix_latin_ligatures", "fix_character_width", "uncurl_quotes",
@@ -421,6 +434,26 @@ def test_each_passage_is_cleaned_and_tokenized_once_per_query(monkeypatch, max_p
     # and the prompts are the ones of the whole-message fix
     for prompt in backend.prompts:
         assert prompt == ftfy.fix_text(prompt, unescape_html=False)
+
+
+class _CountingPassage(dict):
+    """A passage dict that counts how often its text is read (its title is read with it each time)."""
+
+    def get(self, key, default=None):
+        if key == "title":
+            self.reads = getattr(self, "reads", 0) + 1
+        return super().get(key, default)
+
+
+def test_each_passage_text_is_read_once_per_query():
+    from reasonrank import Reranker
+
+    passages = [_CountingPassage(title=f"T{i}", text=f"passage {i} café") for i in range(45)]
+    backend = _counting_backend(_CountingTokenizer())
+    results = Reranker(backend=backend, window_size=20, step=10).rerank_batch(["q one", "q two"], [passages] * 2)
+    assert sum(r.calls for r in results) == 2 * 4
+    assert [p.reads for p in passages] == [2] * 45  # checked and prepared from one read, for each query
+    assert "[1] Title: T" in backend.prompts[0]
 
 
 # ---------------------------------------------------------------------- cutting long passages early changes nothing

